@@ -1,0 +1,126 @@
+"""``pydbal`` / ``python -m pydbal``: one function per subcommand, registered in ``_COMMANDS``.
+
+To add a subcommand, write ``add_<name>_parser(subparsers)`` that sets ``func=cmd_<name>`` and
+``cmd_<name>(args) -> int``, and list the adder in ``_COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pydbal import __version__
+
+_SubParsers = Any  # argparse's _SubParsersAction is private
+
+
+def _add_dsn_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dsn",
+        help="PostgreSQL DSN (default: $PYDBAL_DSN, else an embedded server under $PYDBAL_HOME)",
+    )
+
+
+# --- migrate ---------------------------------------------------------------------------------
+
+
+def add_migrate_parser(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "migrate", help="install or upgrade the schema (needs a superuser)"
+    )
+    _add_dsn_argument(parser)
+    parser.add_argument(
+        "--mode",
+        choices=["auto", "migrations"],
+        default="auto",
+        help="fresh install from sql/ (auto) or by replaying migrations/ (migrations)",
+    )
+    parser.add_argument("--owner-role", help="owner role name (default $PYDBAL_OWNER_ROLE)")
+    parser.add_argument("--app-role", help="application role name (default $PYDBAL_APP_ROLE)")
+    parser.add_argument("--analyst-role", help="analyst role name (default $PYDBAL_ANALYST_ROLE)")
+    parser.set_defaults(func=cmd_migrate)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from pydbal.migrate import MigrationError, migrate
+    from pydbal.server import EmbeddedServerUnavailable, resolve_dsn
+
+    try:
+        dsn = resolve_dsn(args.dsn)
+        applied = asyncio.run(
+            migrate(
+                dsn,
+                mode=args.mode,
+                owner_role=args.owner_role,
+                app_role=args.app_role,
+                analyst_role=args.analyst_role,
+            )
+        )
+    except (MigrationError, EmbeddedServerUnavailable) as exc:
+        print(f"pydbal migrate: {exc}", file=sys.stderr)
+        return 1
+    if applied:
+        print("applied: " + ", ".join(applied))
+    else:
+        print("up to date")
+    return 0
+
+
+# --- status ----------------------------------------------------------------------------------
+
+
+def add_status_parser(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser("status", help="show applied and pending migrations")
+    _add_dsn_argument(parser)
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.set_defaults(func=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pydbal.migrate import status
+    from pydbal.server import EmbeddedServerUnavailable, resolve_dsn
+
+    try:
+        info = asyncio.run(status(resolve_dsn(args.dsn)))
+    except EmbeddedServerUnavailable as exc:
+        print(f"pydbal status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"schema version: {info['schema_version'] or '(not installed)'}")
+        print(f"newest known:   {info['expected_version'] or '(none)'}")
+        print(f"applied:        {len(info['applied'])}")
+        print(f"pending:        {', '.join(info['pending']) or '(none)'}")
+        if info["edited"]:
+            print(f"EDITED after applying: {', '.join(info['edited'])}")
+        print(f"pg_partman:     {'installed' if info['pg_partman'] else 'not installed'}")
+    return 2 if info["edited"] else 0
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+_COMMANDS: list[Callable[[_SubParsers], None]] = [add_migrate_parser, add_status_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pydbal", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"pydbal {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in _COMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
