@@ -1,0 +1,99 @@
+-- 01_context.sql — the request context and error raising.
+--
+-- A request's tenant, user id and user role reach the database as TRANSACTION-LOCAL settings
+-- (set_config(..., true)): dbal.tenant_id, dbal.user_id, dbal.user_role. They end with the
+-- transaction, so a pooled connection never carries one request's tenant into the next.
+-- After such a transaction ends, current_setting(..., true) returns '' (not NULL) for the rest
+-- of the session, hence NULLIF: a missing context reads as NULL and every policy fails closed.
+
+SET LOCAL ROLE @owner_role@;
+
+-- ctx_tenant(): the request's tenant, or NULL. STABLE and inlinable (no SET clause), so a
+-- policy comparing an indexed tenant_id with it is evaluated once per statement.
+CREATE FUNCTION dbal.ctx_tenant() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT NULLIF(current_setting('dbal.tenant_id', true), '') $$;
+
+-- ctx_user(): the request's user id, or NULL.
+CREATE FUNCTION dbal.ctx_user() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT NULLIF(current_setting('dbal.user_id', true), '') $$;
+
+-- ctx_role(): the request's role (user | admin | god | supergod), or NULL. Any other value reads
+-- as NULL, so a misspelt role has no rights at all.
+CREATE FUNCTION dbal.ctx_role() RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+        SELECT r FROM (SELECT NULLIF(current_setting('dbal.user_role', true), '') AS r) s
+        WHERE r IN ('user', 'admin', 'god', 'supergod')
+    $$;
+
+-- ctx_is_admin(): true when the request's role may write any workflow of its tenant
+-- (admin, god, supergod). god and supergod have no rights outside their tenant.
+CREATE FUNCTION dbal.ctx_is_admin() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT coalesce(dbal.ctx_role() IN ('admin', 'god', 'supergod'), false) $$;
+
+-- raise_error(code, message, details): raises SQLSTATE 'D' || the design's code on four digits
+-- (D4231 = WORKFLOW_LOCKED, D0403 = FORBIDDEN) with details as JSON in DETAIL. The Python layer
+-- maps these in one place (pydbal/errors.py). Never returns.
+CREATE FUNCTION dbal.raise_error(p_code integer, p_message text, p_details jsonb DEFAULT NULL)
+    RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'D' || lpad(p_code::text, 4, '0'),
+        MESSAGE = p_message,
+        DETAIL = coalesce(p_details::text, '');
+END
+$$;
+
+-- enter(tenant, user, role): establishes the request context for the rest of the transaction
+-- and returns the tenant. With a NULL tenant the context already set is used. Guarantees:
+--   * a tenant that contradicts the context already set raises TENANT_MISMATCH (4034);
+--   * no tenant at all raises FORBIDDEN (403): writes without a context are rejected;
+--   * an unknown role raises FORBIDDEN (403).
+-- Every entry point of the API calls it first, so that one statement carries the context
+-- (one round trip, and routable by tenant on Citus).
+CREATE FUNCTION dbal.enter(p_tenant text, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_current text := dbal.ctx_tenant();
+BEGIN
+    IF p_tenant IS NOT NULL THEN
+        IF p_tenant = '' THEN
+            PERFORM dbal.raise_error(422, 'tenant id must not be empty');
+        END IF;
+        IF v_current IS NOT NULL AND v_current <> p_tenant THEN
+            PERFORM dbal.raise_error(4034, 'tenant argument does not match the request context',
+                                     jsonb_build_object('context', v_current, 'argument', p_tenant));
+        END IF;
+        PERFORM set_config('dbal.tenant_id', p_tenant, true);
+        v_current := p_tenant;
+    END IF;
+    IF p_user IS NOT NULL THEN
+        PERFORM set_config('dbal.user_id', p_user, true);
+    END IF;
+    IF p_role IS NOT NULL THEN
+        IF p_role NOT IN ('user', 'admin', 'god', 'supergod') THEN
+            PERFORM dbal.raise_error(403, format('unknown role %L', p_role));
+        END IF;
+        PERFORM set_config('dbal.user_role', p_role, true);
+    END IF;
+    IF v_current IS NULL THEN
+        PERFORM dbal.raise_error(403, 'no tenant context: call through pydbal or set dbal.tenant_id');
+    END IF;
+    RETURN v_current;
+END
+$$;
+
+-- current_validator_version(): the version of pydbal's validation rules. A stored result made by
+-- an older version reads as stale. Bumped by a migration together with pydbal.VALIDATOR_VERSION.
+CREATE FUNCTION dbal.current_validator_version() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT 1 $$;
+
+RESET ROLE;

@@ -1,0 +1,183 @@
+-- 41_record_execution.sql — recording an execution: the row, the counters and the roll-up in
+-- one transaction.
+
+SET LOCAL ROLE @owner_role@;
+
+-- rollup_add(...): adds one execution to its hour of workflow_stats_hourly. p_delta = 1 adds a
+-- run with p_status; p_from_pending = true moves a run recorded as pending to p_status.
+CREATE FUNCTION dbal.rollup_add(
+        p_tenant text, p_workflow uuid, p_started_at timestamptz, p_status text,
+        p_duration_ms double precision, p_from_pending boolean)
+    RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_final boolean := p_status <> 'pending' AND p_duration_ms IS NOT NULL;
+    v_bucket integer := CASE WHEN p_status <> 'pending' THEN dbal.duration_bucket(p_duration_ms) END;
+    v_hour timestamptz := date_trunc('hour', p_started_at);
+    v_fin integer := CASE WHEN v_final THEN 1 ELSE 0 END;
+    v_pending integer := CASE WHEN p_status = 'pending' THEN 1 WHEN p_from_pending THEN -1 ELSE 0 END;
+BEGIN
+    INSERT INTO dbal.workflow_stats_hourly AS s
+           (tenant_id, workflow_id, hour, success, failure, pending, timeout, finished,
+            sum_ms, min_ms, max_ms, hist)
+    VALUES (p_tenant, p_workflow, v_hour,
+            (p_status = 'success')::integer, (p_status = 'failure')::integer,
+            greatest(v_pending, 0), (p_status = 'timeout')::integer, v_fin,
+            CASE WHEN v_final THEN p_duration_ms ELSE 0 END,
+            CASE WHEN v_final THEN p_duration_ms END,
+            CASE WHEN v_final THEN p_duration_ms END,
+            CASE WHEN v_final
+                 THEN array_fill(0, ARRAY[v_bucket]) || 1 || array_fill(0, ARRAY[239 - v_bucket])
+                 ELSE array_fill(0, ARRAY[240]) END)
+    ON CONFLICT (tenant_id, workflow_id, hour) DO UPDATE SET
+        success  = s.success + (p_status = 'success')::integer,
+        failure  = s.failure + (p_status = 'failure')::integer,
+        pending  = s.pending + v_pending,
+        timeout  = s.timeout + (p_status = 'timeout')::integer,
+        finished = s.finished + v_fin,
+        sum_ms   = s.sum_ms + CASE WHEN v_final THEN p_duration_ms ELSE 0 END,
+        min_ms   = CASE WHEN v_final THEN least(s.min_ms, p_duration_ms) ELSE s.min_ms END,
+        max_ms   = CASE WHEN v_final THEN greatest(s.max_ms, p_duration_ms) ELSE s.max_ms END,
+        hist[coalesce(v_bucket, 0) + 1] = s.hist[coalesce(v_bucket, 0) + 1] + v_fin;
+END
+$$;
+
+-- record_execution(workflow, status, duration_ms, execution_id, token, started_at, error):
+-- records one execution and returns its id and what happened:
+--   'recorded'   a new execution: row inserted, counters and roll-up updated;
+--   'completed'  a 'pending' execution got its final status (counted once, moved in the roll-up);
+--   'duplicate'  the execution id was recorded already with this status (or finished already and
+--                this is a late 'pending'): nothing changed.
+-- An execution id recorded with another final status is a CONFLICT (409). With a token, the
+-- caller must hold the lock with that token and user (else LOCK_NOT_OWNED 4233): a worker whose
+-- lease expired cannot write results. Without one, recording is refused while another user holds
+-- an unexpired lock (WORKFLOW_LOCKED 4231). started_at defaults to now - duration and may be in
+-- the past (imports), not more than 5 minutes in the future.
+-- Counters: execution_count counts executions; average_execution_time is the running mean over
+-- finished runs; last_executed_at/last_execution_status follow the latest started_at.
+CREATE FUNCTION dbal.record_execution(
+        p_workflow uuid,
+        p_status text,
+        p_duration_ms double precision,
+        p_execution_id text DEFAULT NULL,
+        p_token bigint DEFAULT NULL,
+        p_started_at timestamptz DEFAULT NULL,
+        p_error text DEFAULT NULL,
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS TABLE (execution_id text, outcome text)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+    v_now timestamptz := clock_timestamp();
+    v_id text := coalesce(p_execution_id, gen_random_uuid()::text);
+    v_started timestamptz;
+    v_final boolean := p_status <> 'pending';
+    v_key dbal.execution_keys;
+    w dbal.workflows;
+BEGIN
+    IF dbal.ctx_role() IS NULL OR dbal.ctx_user() IS NULL THEN
+        PERFORM dbal.raise_error(403, 'a user and a role are required to record an execution');
+    END IF;
+    IF p_status IS NULL OR p_status NOT IN ('success', 'failure', 'pending', 'timeout') THEN
+        PERFORM dbal.raise_error(422, format('unknown execution status %L', p_status),
+                                 jsonb_build_object('status', p_status));
+    END IF;
+    IF p_duration_ms < 0 OR p_duration_ms = 'NaN'::float8 OR p_duration_ms = 'Infinity'::float8
+       OR (v_final AND p_duration_ms IS NULL) THEN
+        PERFORM dbal.raise_error(422, 'duration_ms must be a finite number >= 0 (required for a final status)',
+                                 jsonb_build_object('duration_ms', p_duration_ms));
+    END IF;
+    IF length(v_id) NOT BETWEEN 1 AND 255 THEN
+        PERFORM dbal.raise_error(422, 'execution_id must be 1 to 255 characters');
+    END IF;
+    v_started := coalesce(p_started_at,
+                          v_now - make_interval(secs => coalesce(p_duration_ms, 0) / 1000.0));
+    IF v_started > v_now + interval '5 minutes' THEN
+        PERFORM dbal.raise_error(422, 'started_at is in the future',
+                                 jsonb_build_object('started_at', v_started));
+    END IF;
+
+    w := dbal.workflow_for_update(v_tenant, p_workflow);
+    IF p_token IS NOT NULL THEN
+        IF NOT (w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
+                AND w.lock_expires_at > v_now) THEN
+            PERFORM dbal.raise_error(4233, 'the lock token is not the current holder''s',
+                                     jsonb_build_object('id', w.id, 'token', p_token));
+        END IF;
+    ELSIF w.is_locked AND w.lock_expires_at > v_now AND w.locked_by IS DISTINCT FROM dbal.ctx_user() THEN
+        PERFORM dbal.raise_error(4231, 'workflow is locked by another user',
+                                 jsonb_build_object('id', w.id, 'locked_by', w.locked_by,
+                                                    'locked_at', w.locked_at));
+    END IF;
+
+    INSERT INTO dbal.execution_keys AS k (tenant_id, execution_id, workflow_id, started_at, status)
+    VALUES (v_tenant, v_id, w.id, v_started, p_status)
+    ON CONFLICT (tenant_id, execution_id) DO NOTHING;
+
+    IF NOT FOUND THEN
+        SELECT * INTO v_key FROM dbal.execution_keys k
+         WHERE k.tenant_id = v_tenant AND k.execution_id = v_id FOR UPDATE;
+        IF v_key.workflow_id <> w.id THEN
+            PERFORM dbal.raise_error(409, 'execution id already recorded for another workflow',
+                                     jsonb_build_object('execution_id', v_id));
+        END IF;
+        IF v_key.status = p_status OR (v_key.status <> 'pending' AND p_status = 'pending') THEN
+            RETURN QUERY SELECT v_id, 'duplicate'::text;
+            RETURN;
+        END IF;
+        IF v_key.status <> 'pending' THEN
+            PERFORM dbal.raise_error(409, format('execution already recorded as %s', v_key.status),
+                                     jsonb_build_object('execution_id', v_id, 'status', v_key.status));
+        END IF;
+        -- complete a pending execution
+        UPDATE dbal.execution_keys k SET status = p_status
+         WHERE k.tenant_id = v_tenant AND k.execution_id = v_id;
+        UPDATE dbal.workflow_executions e
+           SET status = p_status, duration_ms = p_duration_ms,
+               finished_at = e.started_at + make_interval(secs => p_duration_ms / 1000.0),
+               error = p_error
+         WHERE e.tenant_id = v_tenant AND e.execution_id = v_id AND e.started_at = v_key.started_at;
+        PERFORM dbal.rollup_add(v_tenant, w.id, v_key.started_at, p_status, p_duration_ms, true);
+        UPDATE dbal.workflows
+           SET finished_execution_count = w.finished_execution_count + 1,
+               average_execution_time = coalesce(w.average_execution_time, 0)
+                   + (p_duration_ms - coalesce(w.average_execution_time, 0)) / (w.finished_execution_count + 1),
+               last_execution_status = CASE WHEN w.last_executed_at = v_key.started_at
+                                            THEN p_status ELSE w.last_execution_status END
+         WHERE tenant_id = v_tenant AND id = w.id;
+        PERFORM dbal.audit('execution', w.id, jsonb_build_object(
+            'execution_id', v_id, 'status', p_status, 'duration_ms', p_duration_ms, 'completed', true));
+        RETURN QUERY SELECT v_id, 'completed'::text;
+        RETURN;
+    END IF;
+
+    INSERT INTO dbal.workflow_executions (tenant_id, workflow_id, execution_id, status, duration_ms,
+                                          started_at, finished_at, executed_by, error)
+    VALUES (v_tenant, w.id, v_id, p_status, CASE WHEN v_final THEN p_duration_ms END, v_started,
+            CASE WHEN v_final THEN v_started + make_interval(secs => p_duration_ms / 1000.0) END,
+            dbal.ctx_user(), p_error);
+    PERFORM dbal.rollup_add(v_tenant, w.id, v_started, p_status, p_duration_ms, false);
+    UPDATE dbal.workflows
+       SET execution_count = w.execution_count + 1,
+           finished_execution_count = w.finished_execution_count + v_final::integer,
+           average_execution_time = CASE WHEN v_final
+               THEN coalesce(w.average_execution_time, 0)
+                    + (p_duration_ms - coalesce(w.average_execution_time, 0)) / (w.finished_execution_count + 1)
+               ELSE w.average_execution_time END,
+           last_executed_at = CASE WHEN w.last_executed_at IS NULL OR v_started >= w.last_executed_at
+                                   THEN v_started ELSE w.last_executed_at END,
+           last_execution_status = CASE WHEN w.last_executed_at IS NULL OR v_started >= w.last_executed_at
+                                        THEN p_status ELSE w.last_execution_status END
+     WHERE tenant_id = v_tenant AND id = w.id;
+    PERFORM dbal.audit('execution', w.id, jsonb_build_object(
+        'execution_id', v_id, 'status', p_status, 'duration_ms', p_duration_ms));
+    RETURN QUERY SELECT v_id, 'recorded'::text;
+END
+$$;
+
+RESET ROLE;

@@ -1,0 +1,42 @@
+-- 90_grants.sql — what each role may do. Nothing is granted to PUBLIC.
+--
+-- @app_role@ (services, through pydbal): reads its tenant's rows (policies), writes workflows'
+-- definition and validation columns only; lock and execution columns, version, timestamps and
+-- the trails are written by triggers and SECURITY DEFINER functions. Executes the context
+-- helpers and the entry-point functions; internal helpers (workflow_for_update, audit,
+-- rollup_add, clear_expired_locks, sweep_expired_locks) are executable by no one but the owner.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA dbal FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dbal FROM PUBLIC;
+
+GRANT SELECT, DELETE ON dbal.workflows TO @app_role@;
+GRANT INSERT (tenant_id, id, name, description, nodes, edges, enabled, variables, config, tags,
+              category, created_by, updated_by, validation_status, validation_errors,
+              validated_at, valid_until, validator_version)
+    ON dbal.workflows TO @app_role@;
+GRANT UPDATE (name, description, nodes, edges, enabled, version, variables, config, tags,
+              category, updated_by, validation_status, validation_errors, validated_at,
+              valid_until, validator_version)
+    ON dbal.workflows TO @app_role@;
+GRANT SELECT ON dbal.workflow_versions, dbal.audit_log, dbal.workflow_executions,
+                dbal.execution_keys, dbal.workflow_stats_hourly
+    TO @app_role@;
+
+GRANT EXECUTE ON FUNCTION
+    dbal.ctx_tenant(), dbal.ctx_user(), dbal.ctx_role(), dbal.ctx_is_admin(),
+    dbal.enter(text, text, text),
+    dbal.raise_error(integer, text, jsonb),
+    dbal.current_validator_version(),
+    dbal.effective_validation_status(text, timestamptz, integer),
+    dbal.tags_text(text[]),
+    dbal.content_changed(dbal.workflows, dbal.workflows),
+    dbal.system_columns(),
+    dbal.duration_bucket(double precision),
+    dbal.bucket_value(integer),
+    dbal.acquire_lock(uuid, integer, text, text, text),
+    dbal.renew_lock(uuid, bigint, integer, text, text, text),
+    dbal.release_lock(uuid, bigint, text, text, text),
+    dbal.release_expired_locks(text, text, text),
+    dbal.record_execution(uuid, text, double precision, text, bigint, timestamptz, text, text, text, text),
+    dbal.execution_stats(uuid, timestamptz, timestamptz, text, text, text)
+    TO @app_role@;
