@@ -30,6 +30,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "MigrationError",
     "Roles",
+    "ensure_roles",
     "migrate",
     "migration_files",
     "resolve_roles",
@@ -188,7 +189,7 @@ $pydbal$;
 """
 
 
-async def _ensure_roles(conn: Any, roles: Roles) -> None:
+async def ensure_roles(conn: Any, roles: Roles) -> None:
     """Create the three roles if missing; safe against runners on other databases."""
     for name in (roles.owner, roles.app, roles.analyst):
         statement = _create_role_sql(name)
@@ -266,7 +267,7 @@ async def migrate(
     conn = await asyncpg.connect(dsn)
     try:
         await _require_superuser(conn)
-        await _ensure_roles(conn, roles)
+        await ensure_roles(conn, roles)
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             applied = await _applied(conn)
