@@ -316,3 +316,26 @@ async def test_role_names_are_validated(empty_db: TestDatabase, tmp_path: Path) 
         await migrate(
             empty_db.dsn, app_role='x"; DROP', sql_dir=sql_dir, migrations_dir=migrations_dir
         )
+
+
+async def test_snapshot_notices_a_difference(
+    pg_dsn: str, empty_db: TestDatabase, tmp_path: Path
+) -> None:
+    """Guard against a vacuous comparison: a migration missing an index must show up."""
+    sql_dir, migrations_dir = write_sample_schema(tmp_path)
+    note = migrations_dir / "0002_item_note.sql"
+    note.write_text(note.read_text().replace("CREATE INDEX", "-- CREATE INDEX"))
+    other = f"{empty_db.name}_m"
+    admin = await asyncpg.connect(pg_dsn)
+    await admin.execute(f"CREATE DATABASE {other} TEMPLATE template0")
+    try:
+        other_dsn = dsn_with(pg_dsn, database=other)
+        await migrate(empty_db.dsn, sql_dir=sql_dir, migrations_dir=migrations_dir)
+        await migrate(other_dsn, mode="migrations", sql_dir=sql_dir, migrations_dir=migrations_dir)
+        fresh = await schema_snapshot(empty_db.dsn)
+        replayed = await schema_snapshot(other_dsn)
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
+        await admin.close()
+    assert fresh["indexes"] != replayed["indexes"]
+    assert fresh["columns"] == replayed["columns"]
