@@ -40,3 +40,26 @@ GRANT EXECUTE ON FUNCTION
     dbal.record_execution(uuid, text, double precision, text, bigint, timestamptz, text, text, text, text),
     dbal.execution_stats(uuid, timestamptz, timestamptz, text, text, text)
     TO @app_role@;
+
+-- The API's entry points (sql/70_api.sql) and what they call as the invoker.
+GRANT EXECUTE ON FUNCTION
+    dbal.enter_app(text, text, text),
+    dbal.filter_sql(jsonb),
+    dbal.patch_set_sql(jsonb),
+    dbal.validation_set_sql(text, jsonb, integer),
+    dbal.free_name(text, text, text[]),
+    dbal.writable(text, uuid),
+    dbal.api_get(text, text, text, uuid),
+    dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer),
+    dbal.api_search(text, text, text, text, integer),
+    dbal.api_insert(text, text, text, uuid[], text[], text[], jsonb[], jsonb[], jsonb[], jsonb[],
+                    jsonb[], text[], boolean[], text[], jsonb[], integer, boolean),
+    dbal.api_update(text, text, text, uuid, jsonb, integer, text, jsonb, integer),
+    dbal.api_delete(text, text, text, uuid),
+    dbal.api_update_many(text, text, text, jsonb, jsonb, text, jsonb, integer),
+    dbal.api_delete_many(text, text, text, jsonb),
+    dbal.api_history(text, text, text, uuid),
+    dbal.api_executions(text, text, text, uuid, timestamptz, timestamptz, text, integer),
+    dbal.api_audit(text, text, text, uuid, integer),
+    dbal.store_validation(text, text, text, uuid, integer, text, jsonb, integer)
+    TO @app_role@;

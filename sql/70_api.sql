@@ -1,0 +1,485 @@
+-- 70_api.sql — the entry points of pydbal's Python API: one statement per request.
+--
+-- Each function takes the request's tenant, user and role as its first arguments, switches to
+-- the application role for the rest of the transaction (so that a superuser or owner login —
+-- the embedded server, an operator's DSN — is still subject to row-level security), sets the
+-- transaction-local context and runs the statement. One round trip, and on Citus each is
+-- distributable by its p_tenant argument. They are SECURITY INVOKER: the policies of
+-- sql/50_policies.sql decide what they see and change. Executable by @app_role@ only.
+
+SET LOCAL ROLE @owner_role@;
+
+-- enter_app(tenant, user, role): like dbal.enter, after switching the current role to
+-- @app_role@ until the end of the transaction. Fails for a login that is not a member of it.
+CREATE FUNCTION dbal.enter_app(p_tenant text, p_user text, p_role text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF current_user::text <> '@app_role@' THEN
+        PERFORM set_config('role', '@app_role@', true);
+    END IF;
+    IF p_tenant IS NULL OR p_user IS NULL OR p_role IS NULL THEN
+        PERFORM dbal.raise_error(403, 'tenant, user and role are required');
+    END IF;
+    RETURN dbal.enter(p_tenant, p_user, p_role);
+END
+$$;
+
+-- filter_sql(filter): a WHERE condition over dbal.workflows (alias w) for a filter object with
+-- the keys enabled, category, created_by, name, ids, tags (any of), validation_status (as read:
+-- an expired 'valid' is 'stale'), last_execution_status and search (web-search syntax). Values
+-- are quoted with format('%L'); an unknown key is VALIDATION_ERROR (422).
+CREATE FUNCTION dbal.filter_sql(p_filter jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v_parts text[] := ARRAY['true'];
+    v_key text;
+    v_value jsonb;
+BEGIN
+    IF p_filter IS NULL OR p_filter = 'null'::jsonb THEN
+        RETURN 'true';
+    END IF;
+    IF jsonb_typeof(p_filter) <> 'object' THEN
+        PERFORM dbal.raise_error(422, 'filter must be an object');
+    END IF;
+    FOR v_key, v_value IN SELECT key, value FROM jsonb_each(p_filter) LOOP
+        CONTINUE WHEN v_value = 'null'::jsonb;
+        CASE v_key
+        WHEN 'enabled' THEN
+            v_parts := v_parts || format('w.enabled = %L::boolean', v_value #>> '{}');
+        WHEN 'category', 'created_by', 'name', 'last_execution_status' THEN
+            IF jsonb_typeof(v_value) = 'array' THEN
+                v_parts := v_parts || format('w.%I = ANY (%L::text[])', v_key,
+                    ARRAY(SELECT jsonb_array_elements_text(v_value)));
+            ELSE
+                v_parts := v_parts || format('w.%I = %L', v_key, v_value #>> '{}');
+            END IF;
+        WHEN 'validation_status' THEN
+            v_parts := v_parts || format(
+                'dbal.effective_validation_status(w.validation_status, w.valid_until, w.validator_version) = ANY (%L::text[])',
+                CASE WHEN jsonb_typeof(v_value) = 'array'
+                     THEN ARRAY(SELECT jsonb_array_elements_text(v_value))
+                     ELSE ARRAY[v_value #>> '{}'] END);
+        WHEN 'ids' THEN
+            v_parts := v_parts || format('w.id = ANY (%L::uuid[])',
+                ARRAY(SELECT jsonb_array_elements_text(v_value)));
+        WHEN 'tags' THEN
+            v_parts := v_parts || format('w.tags && %L::text[]',
+                CASE WHEN jsonb_typeof(v_value) = 'array'
+                     THEN ARRAY(SELECT jsonb_array_elements_text(v_value))
+                     ELSE ARRAY[v_value #>> '{}'] END);
+        WHEN 'search' THEN
+            v_parts := v_parts || format(
+                'w.search_document @@ websearch_to_tsquery(''english''::regconfig, %L)',
+                v_value #>> '{}');
+        ELSE
+            PERFORM dbal.raise_error(422, format('unknown filter field %L', v_key),
+                                     jsonb_build_object('field', v_key));
+        END CASE;
+    END LOOP;
+    RETURN array_to_string(v_parts, ' AND ');
+END
+$$;
+
+-- api_get(tenant, user, role, id): the workflow, or no row (missing or another tenant's).
+CREATE FUNCTION dbal.api_get(p_tenant text, p_user text, p_role text, p_id uuid)
+    RETURNS SETOF dbal.workflows
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    RETURN QUERY SELECT * FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
+END
+$$;
+
+-- api_list(...): one page of the tenant's workflows matching the filter, sorted by p_sort
+-- (created_at, updated_at, last_executed_at, execution_count, name) then id, with the total
+-- number of matches on every row. A page past the end returns one row with wf NULL and the total.
+CREATE FUNCTION dbal.api_list(
+        p_tenant text, p_user text, p_role text, p_filter jsonb, p_sort text, p_desc boolean,
+        p_offset integer, p_limit integer)
+    RETURNS TABLE (total bigint, wf dbal.workflows)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_where text;
+    v_dir text := CASE WHEN p_desc THEN 'DESC' ELSE 'ASC' END;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    IF p_sort NOT IN ('created_at', 'updated_at', 'last_executed_at', 'execution_count', 'name') THEN
+        PERFORM dbal.raise_error(422, format('unknown sort field %L', p_sort),
+                                 jsonb_build_object('field', p_sort));
+    END IF;
+    IF p_limit NOT BETWEEN 1 AND 1000 OR p_offset < 0 THEN
+        PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
+    END IF;
+    v_where := dbal.filter_sql(p_filter);
+    RETURN QUERY EXECUTE format(
+        'SELECT count(*) OVER ()::bigint, w FROM dbal.workflows w
+          WHERE w.tenant_id = $1 AND %s
+          ORDER BY w.%I %s NULLS LAST, w.id %s OFFSET $2 LIMIT $3',
+        v_where, p_sort, v_dir, v_dir)
+        USING p_tenant, p_offset, p_limit;
+    IF NOT FOUND AND p_offset > 0 THEN
+        RETURN QUERY EXECUTE format(
+            'SELECT count(*)::bigint, NULL::dbal.workflows FROM dbal.workflows w
+              WHERE w.tenant_id = $1 AND %s', v_where)
+            USING p_tenant;
+    END IF;
+END
+$$;
+
+-- api_search(tenant, user, role, text, limit): best matches first. Full-text (web-search
+-- syntax: "a -b", quoted phrases) over name, description and tags, ranking at most 1000
+-- candidates; when that finds fewer than p_limit, names similar to the text (pg_trgm,
+-- similarity >= 0.3) fill up the list, so a typo in a name still finds it.
+CREATE FUNCTION dbal.api_search(p_tenant text, p_user text, p_role text, p_query text, p_limit integer)
+    RETURNS TABLE (rank real, wf dbal.workflows)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_query tsquery;
+    v_found integer;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    IF p_limit NOT BETWEEN 1 AND 1000 THEN
+        PERFORM dbal.raise_error(422, 'limit must be 1..1000');
+    END IF;
+    v_query := websearch_to_tsquery('english'::regconfig, coalesce(p_query, ''));
+    RETURN QUERY
+        SELECT ts_rank(c.search_document, v_query) + 1.0, c
+          FROM (SELECT * FROM dbal.workflows w
+                 WHERE w.tenant_id = p_tenant AND w.search_document @@ v_query
+                 LIMIT 1000) c
+         ORDER BY 1 DESC, c.name, c.id
+         LIMIT p_limit;
+    GET DIAGNOSTICS v_found = ROW_COUNT;
+    IF v_found < p_limit AND length(btrim(coalesce(p_query, ''))) >= 3 THEN
+        RETURN QUERY
+            SELECT dbal_ext.similarity(w.name, p_query), w
+              FROM dbal.workflows w
+             WHERE w.tenant_id = p_tenant
+               AND dbal_ext.similarity(w.name, p_query) >= 0.3
+               AND NOT (w.search_document @@ v_query)
+             ORDER BY 1 DESC, w.name, w.id
+             LIMIT p_limit - v_found;
+    END IF;
+END
+$$;
+
+-- api_insert(...): inserts the given workflows (parallel arrays, one element per workflow) in one
+-- statement and returns them. Only admin, god and supergod may create (FORBIDDEN otherwise).
+-- A name already taken raises a unique violation on workflows_tenant_name_key (CONFLICT), unless
+-- p_rename: then each workflow takes the next free "<name> (2)", "(3)", … A validation status
+-- valid/invalid stamps validated_at = now and valid_until = now + 1 hour.
+CREATE FUNCTION dbal.api_insert(
+        p_tenant text, p_user text, p_role text,
+        p_ids uuid[], p_names text[], p_descriptions text[], p_nodes jsonb[], p_edges jsonb[],
+        p_variables jsonb[], p_config jsonb[], p_tags jsonb[], p_categories text[],
+        p_enabled boolean[], p_validation_status text[], p_validation_errors jsonb[],
+        p_validator_version integer, p_rename boolean DEFAULT false)
+    RETURNS SETOF dbal.workflows
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_names text[] := p_names;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    IF NOT dbal.ctx_is_admin() THEN
+        PERFORM dbal.raise_error(403, format('role %s may not create workflows', p_role));
+    END IF;
+    IF p_rename THEN
+        FOR i IN 1 .. coalesce(array_length(v_names, 1), 0) LOOP
+            v_names[i] := dbal.free_name(p_tenant, v_names[i], v_names[1:i - 1]);
+        END LOOP;
+    END IF;
+    RETURN QUERY
+    INSERT INTO dbal.workflows AS w (tenant_id, id, name, description, nodes, edges, variables, config,
+                                tags, category, enabled, created_by, validation_status,
+                                validation_errors, validated_at, valid_until, validator_version)
+    SELECT p_tenant, r.id, r.name, r.description, r.nodes, r.edges, r.variables, r.config,
+           ARRAY(SELECT jsonb_array_elements_text(coalesce(r.tags, '[]'))),
+           coalesce(r.category, 'user'), coalesce(r.enabled, true), p_user,
+           coalesce(r.vstatus, 'pending'), r.verrors,
+           CASE WHEN r.vstatus IN ('valid', 'invalid') THEN now() END,
+           CASE WHEN r.vstatus IN ('valid', 'invalid') THEN now() + interval '1 hour' END,
+           CASE WHEN r.vstatus IN ('valid', 'invalid') THEN p_validator_version END
+      FROM unnest(p_ids, v_names, p_descriptions, p_nodes, p_edges, p_variables, p_config,
+                  p_tags, p_categories, p_enabled, p_validation_status, p_validation_errors)
+           AS r(id, name, description, nodes, edges, variables, config, tags, category, enabled,
+                vstatus, verrors)
+    RETURNING *;
+END
+$$;
+
+-- free_name(tenant, name, taken): p_name if no workflow of the tenant (and no name in p_taken)
+-- has it, else the first free "<name> (n)", n = 2, 3, … (trimmed to 255 characters).
+CREATE FUNCTION dbal.free_name(p_tenant text, p_name text, p_taken text[] DEFAULT '{}')
+    RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_candidate text := p_name;
+    n integer := 1;
+BEGIN
+    WHILE v_candidate = ANY (coalesce(p_taken, '{}'))
+          OR EXISTS (SELECT 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.name = v_candidate) LOOP
+        n := n + 1;
+        v_candidate := left(p_name, 255 - length(format(' (%s)', n))) || format(' (%s)', n);
+    END LOOP;
+    RETURN v_candidate;
+END
+$$;
+
+-- writable(tenant, id): the workflow row for a change by the request's user, locked FOR UPDATE.
+-- WORKFLOW_NOT_FOUND (4041) when not visible; FORBIDDEN (403) when the role may not change it
+-- (neither admin/god/supergod nor its creator); WORKFLOW_LOCKED (4231), with the holder and since
+-- when, while another user holds an unexpired lock on it.
+CREATE FUNCTION dbal.writable(p_tenant text, p_id uuid) RETURNS dbal.workflows
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    w dbal.workflows;
+BEGIN
+    SELECT * INTO w FROM dbal.workflows x WHERE x.tenant_id = p_tenant AND x.id = p_id;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_id));
+    END IF;
+    IF NOT (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user()) THEN
+        PERFORM dbal.raise_error(403, 'only its creator or an admin may change this workflow',
+                                 jsonb_build_object('id', p_id));
+    END IF;
+    SELECT * INTO w FROM dbal.workflows x WHERE x.tenant_id = p_tenant AND x.id = p_id FOR UPDATE;
+    IF w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user() THEN
+        PERFORM dbal.raise_error(4231, 'workflow is locked by another user',
+                                 jsonb_build_object('id', p_id, 'locked_by', w.locked_by,
+                                                    'locked_at', w.locked_at,
+                                                    'lock_expires_at', w.lock_expires_at));
+    END IF;
+    RETURN w;
+END
+$$;
+
+-- patch_set_sql(patch): the SET list applying a patch object (keys name, description, nodes,
+-- edges, enabled, variables, config, tags, category, updated_by) to alias-less dbal.workflows,
+-- always bumping version. Unknown keys are VALIDATION_ERROR (422).
+CREATE FUNCTION dbal.patch_set_sql(p_patch jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v_sets text[] := ARRAY['version = version + 1'];
+    v_key text;
+    v_value jsonb;
+BEGIN
+    FOR v_key, v_value IN SELECT key, value FROM jsonb_each(coalesce(p_patch, '{}')) LOOP
+        CASE v_key
+        WHEN 'name', 'description', 'category', 'updated_by' THEN
+            v_sets := v_sets || format('%I = %L', v_key, v_value #>> '{}');
+        WHEN 'nodes', 'edges', 'variables', 'config' THEN
+            v_sets := v_sets || format('%I = %L::jsonb', v_key, v_value::text);
+        WHEN 'enabled' THEN
+            v_sets := v_sets || format('enabled = %L::boolean', v_value #>> '{}');
+        WHEN 'tags' THEN
+            v_sets := v_sets || format('tags = %L::text[]',
+                ARRAY(SELECT jsonb_array_elements_text(v_value)));
+        WHEN 'validation_status', 'validation_errors', 'validator_version' THEN
+            NULL;  -- handled by the caller's validation arguments
+        ELSE
+            PERFORM dbal.raise_error(422, format('unknown field %L', v_key),
+                                     jsonb_build_object('field', v_key));
+        END CASE;
+    END LOOP;
+    RETURN array_to_string(v_sets, ', ');
+END
+$$;
+
+-- validation_set_sql(status, errors, validator_version): the SET list storing a validation
+-- result (empty when p_status is NULL: the trigger then marks a changed definition stale).
+CREATE FUNCTION dbal.validation_set_sql(p_status text, p_errors jsonb, p_validator_version integer)
+    RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+        SELECT CASE WHEN p_status IS NULL THEN ''
+               ELSE format(', validation_status = %L, validation_errors = %L::jsonb, '
+                           'validated_at = now(), valid_until = now() + interval ''1 hour'', '
+                           'validator_version = %L::integer',
+                           p_status, p_errors::text, p_validator_version) END
+    $$;
+
+-- api_update(...): applies a patch to one workflow and returns it. Checks (dbal.writable):
+-- not found 4041, forbidden 403, locked 4231; a p_expected_version other than the current
+-- version is CONFLICT (409) and nothing is written. Every update bumps version.
+CREATE FUNCTION dbal.api_update(
+        p_tenant text, p_user text, p_role text, p_id uuid, p_patch jsonb,
+        p_expected_version integer, p_validation_status text, p_validation_errors jsonb,
+        p_validator_version integer)
+    RETURNS SETOF dbal.workflows
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    w dbal.workflows;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    w := dbal.writable(p_tenant, p_id);
+    IF p_expected_version IS NOT NULL AND w.version <> p_expected_version THEN
+        PERFORM dbal.raise_error(409, format('version is %s, not the expected %s', w.version, p_expected_version),
+                                 jsonb_build_object('id', p_id, 'version', w.version,
+                                                    'expected_version', p_expected_version));
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'UPDATE dbal.workflows SET %s%s WHERE tenant_id = $1 AND id = $2 RETURNING *',
+        dbal.patch_set_sql(p_patch || jsonb_build_object('updated_by', p_user)),
+        dbal.validation_set_sql(p_validation_status, p_validation_errors, p_validator_version))
+        USING p_tenant, p_id;
+END
+$$;
+
+-- api_delete(tenant, user, role, id): true when deleted, false when there was no such workflow.
+-- FORBIDDEN (403) / WORKFLOW_LOCKED (4231) as for updates.
+CREATE FUNCTION dbal.api_delete(p_tenant text, p_user text, p_role text, p_id uuid)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    PERFORM dbal.writable(p_tenant, p_id);
+    DELETE FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
+    RETURN true;
+END
+$$;
+
+-- api_update_many / api_delete_many: apply to every workflow matching the filter that the
+-- caller may change; rows of another creator (for role user) and rows locked by another user
+-- are left untouched and not counted. Returns the number changed.
+CREATE FUNCTION dbal.api_update_many(
+        p_tenant text, p_user text, p_role text, p_filter jsonb, p_patch jsonb,
+        p_validation_status text, p_validation_errors jsonb, p_validator_version integer)
+    RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    EXECUTE format(
+        'UPDATE dbal.workflows w SET %s%s WHERE w.tenant_id = $1 AND %s
+            AND (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())
+            AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user())',
+        dbal.patch_set_sql(p_patch || jsonb_build_object('updated_by', p_user)),
+        dbal.validation_set_sql(p_validation_status, p_validation_errors, p_validator_version),
+        dbal.filter_sql(p_filter))
+        USING p_tenant;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+
+CREATE FUNCTION dbal.api_delete_many(p_tenant text, p_user text, p_role text, p_filter jsonb)
+    RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    EXECUTE format(
+        'DELETE FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s
+            AND (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())
+            AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user())',
+        dbal.filter_sql(p_filter))
+        USING p_tenant;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count;
+END
+$$;
+
+-- api_history(tenant, user, role, id): previous versions, newest first. 4041 when not visible.
+CREATE FUNCTION dbal.api_history(p_tenant text, p_user text, p_role text, p_id uuid)
+    RETURNS SETOF dbal.workflow_versions
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_id));
+    END IF;
+    RETURN QUERY SELECT * FROM dbal.workflow_versions v
+                  WHERE v.tenant_id = p_tenant AND v.workflow_id = p_id ORDER BY v.version DESC;
+END
+$$;
+
+-- api_executions(...): recorded executions of one workflow, newest first. 4041 when not visible.
+CREATE FUNCTION dbal.api_executions(
+        p_tenant text, p_user text, p_role text, p_id uuid, p_from timestamptz,
+        p_to timestamptz, p_status text, p_limit integer)
+    RETURNS SETOF dbal.workflow_executions
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_id));
+    END IF;
+    RETURN QUERY SELECT * FROM dbal.workflow_executions e
+                  WHERE e.tenant_id = p_tenant AND e.workflow_id = p_id
+                    AND e.started_at >= coalesce(p_from, '-infinity')
+                    AND e.started_at < coalesce(p_to, 'infinity')
+                    AND (p_status IS NULL OR e.status = p_status)
+                  ORDER BY e.started_at DESC
+                  LIMIT p_limit;
+END
+$$;
+
+-- api_audit(tenant, user, role, id, limit): the tenant's audit rows (of one workflow when p_id
+-- is given), newest first.
+CREATE FUNCTION dbal.api_audit(p_tenant text, p_user text, p_role text, p_id uuid, p_limit integer)
+    RETURNS SETOF dbal.audit_log
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    RETURN QUERY SELECT * FROM dbal.audit_log a
+                  WHERE a.tenant_id = p_tenant AND (p_id IS NULL OR a.workflow_id = p_id)
+                  ORDER BY a.at DESC, a.id DESC
+                  LIMIT p_limit;
+END
+$$;
+
+RESET ROLE;
+
+-- store_validation(...): stores a validation result computed by pydbal for the workflow at
+-- revision p_version (nothing when the workflow changed meanwhile: returns false). SECURITY
+-- DEFINER so that any role's validate() — and the lock path's re-validation for role user — can
+-- keep the cached result; it changes validation columns only.
+SET LOCAL ROLE @owner_role@;
+CREATE FUNCTION dbal.store_validation(
+        p_tenant text, p_user text, p_role text, p_id uuid, p_version integer,
+        p_status text, p_errors jsonb, p_validator_version integer)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    PERFORM dbal.enter(p_tenant, p_user, p_role);
+    IF p_status NOT IN ('valid', 'invalid') THEN
+        PERFORM dbal.raise_error(422, 'a validation result is valid or invalid');
+    END IF;
+    UPDATE dbal.workflows w
+       SET validation_status = p_status, validation_errors = p_errors, validated_at = now(),
+           valid_until = now() + interval '1 hour', validator_version = p_validator_version
+     WHERE w.tenant_id = p_tenant AND w.id = p_id AND w.version = p_version;
+    GET DIAGNOSTICS v_count = ROW_COUNT;
+    RETURN v_count = 1;
+END
+$$;
+RESET ROLE;
