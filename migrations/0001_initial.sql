@@ -612,15 +612,15 @@ RESET ROLE;
 
 SET LOCAL ROLE @owner_role@;
 
--- acquire_lock(workflow, timeout_ms): a new fencing token, or NULL while an unexpired lock
--- exists (its own holder included: not re-entrant). An expired lock is taken over. Refuses a
--- disabled workflow (WORKFLOW_DISABLED 4042) and one without a current 'valid' validation
--- result (VALIDATION_STATUS_INVALID 4243). Any role (user and up) may lock.
-CREATE FUNCTION dbal.acquire_lock(
+-- acquire_lock_lease(workflow, timeout_ms): a new fencing token and the lease's expiry, or no
+-- row while an unexpired lock exists (its own holder included: not re-entrant). An expired lock
+-- is taken over. Refuses a disabled workflow (WORKFLOW_DISABLED 4042) and one without a current
+-- 'valid' validation result (VALIDATION_STATUS_INVALID 4243). Any role (user and up) may lock.
+CREATE FUNCTION dbal.acquire_lock_lease(
         p_workflow uuid,
         p_timeout_ms integer DEFAULT 30000,
         p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
-    RETURNS bigint
+    RETURNS TABLE (token bigint, expires_at timestamptz)
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -650,7 +650,7 @@ BEGIN
                                                     'validator_version', w.validator_version));
     END IF;
     IF w.is_locked AND w.lock_expires_at > v_now THEN
-        RETURN NULL;
+        RETURN;
     END IF;
     IF w.is_locked THEN
         PERFORM dbal.audit('lock_expired', w.id,
@@ -664,16 +664,29 @@ BEGIN
      WHERE tenant_id = v_tenant AND id = w.id;
     PERFORM dbal.audit('lock_acquire', w.id, jsonb_build_object('token', w.lock_token + 1,
                                                                   'timeout_ms', p_timeout_ms));
-    RETURN w.lock_token + 1;
+    RETURN QUERY SELECT w.lock_token + 1, v_now + make_interval(secs => p_timeout_ms / 1000.0);
 END
 $$;
 
--- renew_lock(workflow, token, timeout_ms): extends the lease of the current holder to
--- now + timeout; false once the lock was lost (expired, taken over, released, other user).
-CREATE FUNCTION dbal.renew_lock(
+-- acquire_lock(workflow, timeout_ms): the fencing token of acquire_lock_lease, or NULL while
+-- an unexpired lock exists.
+CREATE FUNCTION dbal.acquire_lock(
+        p_workflow uuid,
+        p_timeout_ms integer DEFAULT 30000,
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS bigint
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT l.token FROM dbal.acquire_lock_lease(p_workflow, p_timeout_ms, p_tenant, p_user, p_role) l $$;
+
+-- renew_lock_lease(workflow, token, timeout_ms): extends the lease of the current holder to
+-- now + timeout and returns the new expiry; NULL once the lock was lost (expired, taken over,
+-- released, other user).
+CREATE FUNCTION dbal.renew_lock_lease(
         p_workflow uuid, p_token bigint, p_timeout_ms integer DEFAULT 30000,
         p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
-    RETURNS boolean
+    RETURNS timestamptz
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
@@ -690,14 +703,24 @@ BEGIN
     w := dbal.workflow_for_update(v_tenant, p_workflow);
     IF NOT (w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
             AND w.lock_expires_at > v_now) THEN
-        RETURN false;
+        RETURN NULL;
     END IF;
     UPDATE dbal.workflows
        SET lock_expires_at = v_now + make_interval(secs => p_timeout_ms / 1000.0)
      WHERE tenant_id = v_tenant AND id = w.id;
-    RETURN true;
+    RETURN v_now + make_interval(secs => p_timeout_ms / 1000.0);
 END
 $$;
+
+-- renew_lock(workflow, token, timeout_ms): true when the lease was extended, false once lost.
+CREATE FUNCTION dbal.renew_lock(
+        p_workflow uuid, p_token bigint, p_timeout_ms integer DEFAULT 30000,
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS boolean
+    LANGUAGE sql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT dbal.renew_lock_lease(p_workflow, p_token, p_timeout_ms, p_tenant, p_user, p_role) IS NOT NULL $$;
 
 -- release_lock(workflow, token): releases the lock. The holder releases with its token (even
 -- after expiry, as long as nobody took it over); admin, god and supergod may release without
@@ -1381,11 +1404,11 @@ BEGIN
     END IF;
     v_query := websearch_to_tsquery('english'::regconfig, coalesce(p_query, ''));
     RETURN QUERY
-        SELECT ts_rank(c.search_document, v_query) + 1.0, c
-          FROM (SELECT * FROM dbal.workflows w
+        SELECT (ts_rank((c.wf).search_document, v_query) + 1)::real, c.wf
+          FROM (SELECT w AS wf FROM dbal.workflows w
                  WHERE w.tenant_id = p_tenant AND w.search_document @@ v_query
                  LIMIT 1000) c
-         ORDER BY 1 DESC, c.name, c.id
+         ORDER BY 1 DESC, (c.wf).name, (c.wf).id
          LIMIT p_limit;
     GET DIAGNOSTICS v_found = ROW_COUNT;
     IF v_found < p_limit AND length(btrim(coalesce(p_query, ''))) >= 3 THEN
@@ -1754,7 +1777,9 @@ GRANT EXECUTE ON FUNCTION
     dbal.duration_bucket(double precision),
     dbal.bucket_value(integer),
     dbal.acquire_lock(uuid, integer, text, text, text),
+    dbal.acquire_lock_lease(uuid, integer, text, text, text),
     dbal.renew_lock(uuid, bigint, integer, text, text, text),
+    dbal.renew_lock_lease(uuid, bigint, integer, text, text, text),
     dbal.release_lock(uuid, bigint, text, text, text),
     dbal.release_expired_locks(text, text, text),
     dbal.record_execution(uuid, text, double precision, text, bigint, timestamptz, text, text, text, text),

@@ -1,7 +1,60 @@
-"""pydbal: a PostgreSQL data-access layer; the schema lives in ``sql/`` (see pydbal.migrate)."""
+"""pydbal: multi-tenant workflow storage on PostgreSQL, tenant boundary enforced in the database.
 
+import pydbal
+async with pydbal.connect() as db:
+    acme = db.tenant("acme", user_id="u-1", role="admin")
+    wf = await acme.workflows.create({"name": "Hello", "nodes": [...], "edges": {...}})
+"""
+
+from pydbal.database import Database, SchemaOutdatedError, Tenant, connect
 from pydbal.errors import DBALError, ErrorCode
+from pydbal.models import (
+    AuditEntry,
+    CreateWorkflowInput,
+    Execution,
+    ExecutionStats,
+    ExportBundle,
+    Lock,
+    Page,
+    RecordedExecution,
+    Sort,
+    UpdateWorkflowInput,
+    Workflow,
+    WorkflowFilter,
+    WorkflowVersion,
+)
+from pydbal.validation import (
+    VALIDATOR_VERSION,
+    ValidationIssue,
+    ValidationReport,
+    validate_definition,
+)
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["DBALError", "ErrorCode", "__version__"]
+__all__ = [
+    "VALIDATOR_VERSION",
+    "AuditEntry",
+    "CreateWorkflowInput",
+    "DBALError",
+    "Database",
+    "ErrorCode",
+    "Execution",
+    "ExecutionStats",
+    "ExportBundle",
+    "Lock",
+    "Page",
+    "RecordedExecution",
+    "SchemaOutdatedError",
+    "Sort",
+    "Tenant",
+    "UpdateWorkflowInput",
+    "ValidationIssue",
+    "ValidationReport",
+    "Workflow",
+    "WorkflowFilter",
+    "WorkflowVersion",
+    "__version__",
+    "connect",
+    "validate_definition",
+]

@@ -101,7 +101,8 @@ def from_postgres(exc: BaseException) -> DBALError | None:
         return DBALError(code, text, details)
     if sqlstate == "23505":  # unique_violation
         return DBALError(ErrorCode.CONFLICT, message, {"constraint": constraint})
-    if sqlstate in ("23514", "23502", "22P02", "22023"):  # check, not null, bad text repr, bad value
+    # check violation, not null violation, invalid text representation, invalid parameter value
+    if sqlstate in ("23514", "23502", "22P02", "22023"):
         return DBALError(ErrorCode.VALIDATION_ERROR, message, {"constraint": constraint})
     if sqlstate == "42501":  # insufficient_privilege, including row-level security refusals
         return DBALError(ErrorCode.FORBIDDEN, message)

@@ -148,11 +148,11 @@ BEGIN
     END IF;
     v_query := websearch_to_tsquery('english'::regconfig, coalesce(p_query, ''));
     RETURN QUERY
-        SELECT ts_rank(c.search_document, v_query) + 1.0, c
-          FROM (SELECT * FROM dbal.workflows w
+        SELECT (ts_rank((c.wf).search_document, v_query) + 1)::real, c.wf
+          FROM (SELECT w AS wf FROM dbal.workflows w
                  WHERE w.tenant_id = p_tenant AND w.search_document @@ v_query
                  LIMIT 1000) c
-         ORDER BY 1 DESC, c.name, c.id
+         ORDER BY 1 DESC, (c.wf).name, (c.wf).id
          LIMIT p_limit;
     GET DIAGNOSTICS v_found = ROW_COUNT;
     IF v_found < p_limit AND length(btrim(coalesce(p_query, ''))) >= 3 THEN

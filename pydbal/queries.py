@@ -1,0 +1,133 @@
+"""Every SQL statement the Python layer sends, in one place.
+
+Each calls one entry-point function of ``sql/`` with explicit casts, so a request is one
+statement (one round trip) that carries its own tenant context.
+"""
+
+from __future__ import annotations
+
+
+def workflow_columns(prefix: str) -> str:
+    """The columns of a Workflow read from a ``dbal.workflows`` value named by ``prefix``.
+    Validation and lock state are read as callers must see them (expired = stale/unlocked)."""
+    p = prefix
+    return (
+        f"{p}id, {p}tenant_id, {p}name, {p}description, {p}nodes, {p}edges, {p}enabled, "
+        f"{p}version, {p}execution_count, {p}last_executed_at, {p}last_execution_status, "
+        f"{p}average_execution_time, {p}created_at, {p}updated_at, {p}created_by, {p}updated_by, "
+        f"{p}variables, {p}config, {p}tags, {p}category, "
+        f"dbal.effective_validation_status({p}validation_status, {p}valid_until, "
+        f"{p}validator_version) AS validation_status, "
+        f"{p}validation_errors, {p}validated_at, {p}valid_until, {p}validator_version, "
+        f"({p}is_locked AND {p}lock_expires_at > clock_timestamp()) AS is_locked, "
+        f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}locked_by END AS locked_by, "
+        f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}locked_at END AS locked_at, "
+        f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}lock_expires_at END "
+        f"AS lock_expires_at"
+    )
+
+
+_W = workflow_columns("w.")
+_RW = workflow_columns("(r.wf).")
+
+GET = f"SELECT {_W} FROM dbal.api_get($1::text, $2::text, $3::text, $4::uuid) w"
+
+LIST = (
+    f"SELECT r.total, r.wf IS NULL AS empty, {_RW} FROM dbal.api_list("
+    "$1::text, $2::text, $3::text, $4::jsonb, $5::text, $6::boolean, $7::integer, $8::integer) r"
+)
+
+SEARCH = (
+    f"SELECT r.rank, {_RW} FROM dbal.api_search($1::text, $2::text, $3::text, $4::text, "
+    "$5::integer) r"
+)
+
+INSERT = (
+    f"SELECT {_W} FROM dbal.api_insert($1::text, $2::text, $3::text, "
+    "p_ids => $4::uuid[], p_names => $5::text[], p_descriptions => $6::text[], "
+    "p_nodes => $7::jsonb[], p_edges => $8::jsonb[], p_variables => $9::jsonb[], "
+    "p_config => $10::jsonb[], p_tags => $11::jsonb[], p_categories => $12::text[], "
+    "p_enabled => $13::boolean[], p_validation_status => $14::text[], "
+    "p_validation_errors => $15::jsonb[], p_validator_version => $16::integer, "
+    "p_rename => $17::boolean) w"
+)
+
+UPDATE = (
+    f"SELECT {_W} FROM dbal.api_update($1::text, $2::text, $3::text, p_id => $4::uuid, "
+    "p_patch => $5::jsonb, p_expected_version => $6::integer, p_validation_status => $7::text, "
+    "p_validation_errors => $8::jsonb, p_validator_version => $9::integer) w"
+)
+
+DELETE = "SELECT dbal.api_delete($1::text, $2::text, $3::text, $4::uuid)"
+
+UPDATE_MANY = (
+    "SELECT dbal.api_update_many($1::text, $2::text, $3::text, p_filter => $4::jsonb, "
+    "p_patch => $5::jsonb, p_validation_status => $6::text, p_validation_errors => $7::jsonb, "
+    "p_validator_version => $8::integer)"
+)
+
+DELETE_MANY = "SELECT dbal.api_delete_many($1::text, $2::text, $3::text, $4::jsonb)"
+
+STORE_VALIDATION = (
+    "SELECT dbal.store_validation($1::text, $2::text, $3::text, p_id => $4::uuid, "
+    "p_version => $5::integer, p_status => $6::text, p_errors => $7::jsonb, "
+    "p_validator_version => $8::integer)"
+)
+
+HISTORY = (
+    "SELECT workflow_id, version, name, description, nodes, edges, variables, config, "
+    "created_by, created_at, replaced_by, replaced_at "
+    "FROM dbal.api_history($1::text, $2::text, $3::text, $4::uuid)"
+)
+
+EXECUTIONS = (
+    "SELECT execution_id, workflow_id, status, duration_ms, started_at, finished_at, "
+    "executed_by, error FROM dbal.api_executions($1::text, $2::text, $3::text, p_id => $4::uuid, "
+    "p_from => $5::timestamptz, p_to => $6::timestamptz, p_status => $7::text, "
+    "p_limit => $8::integer)"
+)
+
+AUDIT = (
+    "SELECT id, tenant_id, at, user_id, user_role, operation, workflow_id, changed_fields, details "
+    "FROM dbal.api_audit($1::text, $2::text, $3::text, $4::uuid, $5::integer)"
+)
+
+ACQUIRE_LOCK = (
+    "SELECT token, expires_at FROM dbal.acquire_lock_lease(p_workflow => $4::uuid, "
+    "p_timeout_ms => $5::integer, p_tenant => $1::text, p_user => $2::text, p_role => $3::text)"
+)
+
+RENEW_LOCK = (
+    "SELECT dbal.renew_lock_lease(p_workflow => $4::uuid, p_token => $5::bigint, "
+    "p_timeout_ms => $6::integer, p_tenant => $1::text, p_user => $2::text, p_role => $3::text)"
+)
+
+RELEASE_LOCK = (
+    "SELECT dbal.release_lock(p_workflow => $4::uuid, p_token => $5::bigint, "
+    "p_tenant => $1::text, p_user => $2::text, p_role => $3::text)"
+)
+
+RELEASE_EXPIRED_LOCKS = (
+    "SELECT dbal.release_expired_locks(p_tenant => $1::text, p_user => $2::text, "
+    "p_role => $3::text)"
+)
+
+SWEEP_EXPIRED_LOCKS = "SELECT dbal.sweep_expired_locks()"
+
+RECORD_EXECUTION = (
+    "SELECT execution_id, outcome FROM dbal.record_execution(p_workflow => $4::uuid, "
+    "p_status => $5::text, p_duration_ms => $6::double precision, p_execution_id => $7::text, "
+    "p_token => $8::bigint, p_started_at => $9::timestamptz, p_error => $10::text, "
+    "p_tenant => $1::text, p_user => $2::text, p_role => $3::text)"
+)
+
+EXECUTION_STATS = (
+    "SELECT total, success, failure, pending, timeout, success_rate, avg_ms AS average_ms, "
+    "min_ms, max_ms, p50_ms, p95_ms, p99_ms, last_executed_at, last_status "
+    "FROM dbal.execution_stats(p_workflow => $4::uuid, p_from => $5::timestamptz, "
+    "p_to => $6::timestamptz, p_tenant => $1::text, p_user => $2::text, p_role => $3::text)"
+)
+
+SCHEMA_VERSION = "SELECT max(name) FROM dbal.schema_migrations"
+
+LEDGER_EXISTS = "SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"
