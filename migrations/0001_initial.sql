@@ -701,8 +701,8 @@ BEGIN
                                  jsonb_build_object('timeout_ms', p_timeout_ms));
     END IF;
     w := dbal.workflow_for_update(v_tenant, p_workflow);
-    IF NOT (w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
-            AND w.lock_expires_at > v_now) THEN
+    IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
+                    AND w.lock_expires_at > v_now, false) THEN
         RETURN NULL;
     END IF;
     UPDATE dbal.workflows
@@ -724,8 +724,10 @@ CREATE FUNCTION dbal.renew_lock(
 
 -- release_lock(workflow, token): releases the lock. The holder releases with its token (even
 -- after expiry, as long as nobody took it over); admin, god and supergod may release without
--- one. Anyone else, or a holder whose token is stale, gets LOCK_NOT_OWNED (4233). Returns false
--- when there was no lock to release.
+-- one. A token that is not the current one is refused whoever gives it (LOCK_NOT_OWNED 4233):
+-- a worker whose lease was taken over never releases the new holder's lock. So is a caller
+-- without a token who is not admin and up, and a non-admin giving another user's token.
+-- Returns false when there was no lock to release.
 CREATE FUNCTION dbal.release_lock(
         p_workflow uuid, p_token bigint DEFAULT NULL,
         p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
@@ -739,14 +741,16 @@ DECLARE
     w dbal.workflows;
 BEGIN
     w := dbal.workflow_for_update(v_tenant, p_workflow);
+    IF p_token IS NOT NULL AND p_token <> w.lock_token THEN
+        PERFORM dbal.raise_error(4233, 'the lock was lost: the token is stale',
+                                 jsonb_build_object('id', w.id, 'locked_by', w.locked_by,
+                                                    'locked_at', w.locked_at));
+    END IF;
     IF NOT w.is_locked THEN
-        IF p_token IS NOT NULL AND p_token <> w.lock_token THEN
-            PERFORM dbal.raise_error(4233, 'the lock was lost: the token is stale',
-                                     jsonb_build_object('id', w.id));
-        END IF;
         RETURN false;
     END IF;
-    IF NOT ((p_token = w.lock_token AND w.locked_by = dbal.ctx_user()) OR dbal.ctx_is_admin()) THEN
+    IF NOT dbal.ctx_is_admin()
+       AND (p_token IS NULL OR w.locked_by IS DISTINCT FROM dbal.ctx_user()) THEN
         PERFORM dbal.raise_error(4233, 'the lock is not held by this caller',
                                  jsonb_build_object('id', w.id, 'locked_by', w.locked_by,
                                                     'locked_at', w.locked_at));
@@ -924,8 +928,8 @@ BEGIN
 
     w := dbal.workflow_for_update(v_tenant, p_workflow);
     IF p_token IS NOT NULL THEN
-        IF NOT (w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
-                AND w.lock_expires_at > v_now) THEN
+        IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
+                        AND w.lock_expires_at > v_now, false) THEN
             PERFORM dbal.raise_error(4233, 'the lock token is not the current holder''s',
                                      jsonb_build_object('id', w.id, 'token', p_token));
         END IF;

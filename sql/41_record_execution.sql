@@ -104,8 +104,8 @@ BEGIN
 
     w := dbal.workflow_for_update(v_tenant, p_workflow);
     IF p_token IS NOT NULL THEN
-        IF NOT (w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
-                AND w.lock_expires_at > v_now) THEN
+        IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
+                        AND w.lock_expires_at > v_now, false) THEN
             PERFORM dbal.raise_error(4233, 'the lock token is not the current holder''s',
                                      jsonb_build_object('id', w.id, 'token', p_token));
         END IF;

@@ -132,11 +132,6 @@ async def test_takeover_after_expiry_fences_the_old_holder(db: TestDatabase) -> 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release_lock lets any admin/god/supergod release even with a STALE token: a worker "
-    "running as admin whose lease was taken over releases the new holder's lock",
-)
 async def test_stale_token_of_an_admin_holder_cannot_release_the_new_lock(
     db: TestDatabase,
 ) -> None:
@@ -212,11 +207,6 @@ async def test_release_rules(db: TestDatabase) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="release_lock: a NULL token makes `p_token = w.lock_token AND ...` NULL, so "
-    "`IF NOT (NULL OR false)` does not raise: a non-admin releases without any token",
-)
 async def test_plain_user_cannot_release_without_its_token(db: TestDatabase) -> None:
     conn, admin = await db.connect(), await db.connect(as_app=False)
     workflow = await create_workflow(conn)
