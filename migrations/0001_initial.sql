@@ -383,7 +383,7 @@ CREATE FUNCTION dbal.bucket_value(p_bucket integer) RETURNS double precision
 CREATE TABLE dbal.workflow_stats_hourly (
     tenant_id     text        NOT NULL,
     workflow_id   uuid        NOT NULL,
-    hour          timestamptz NOT NULL,   -- date_trunc('hour', started_at)
+    hour          timestamptz NOT NULL,   -- date_trunc('hour', started_at, 'UTC')
     success       bigint      NOT NULL DEFAULT 0,
     failure       bigint      NOT NULL DEFAULT 0,
     pending       bigint      NOT NULL DEFAULT 0,
@@ -838,7 +838,7 @@ CREATE FUNCTION dbal.rollup_add(
 DECLARE
     v_final boolean := p_status <> 'pending' AND p_duration_ms IS NOT NULL;
     v_bucket integer := CASE WHEN p_status <> 'pending' THEN dbal.duration_bucket(p_duration_ms) END;
-    v_hour timestamptz := date_trunc('hour', p_started_at);
+    v_hour timestamptz := date_trunc('hour', p_started_at, 'UTC');
     v_fin integer := CASE WHEN v_final THEN 1 ELSE 0 END;
     v_pending integer := CASE WHEN p_status = 'pending' THEN 1 WHEN p_from_pending THEN -1 ELSE 0 END;
 BEGIN
@@ -1049,10 +1049,10 @@ BEGIN
     IF v_from = '-infinity' THEN
         v_h1 := '-infinity';
     ELSE
-        v_h1 := date_trunc('hour', v_from);
+        v_h1 := date_trunc('hour', v_from, 'UTC');
         IF v_h1 < v_from THEN v_h1 := v_h1 + interval '1 hour'; END IF;
     END IF;
-    v_h2 := date_trunc('hour', v_to);
+    v_h2 := date_trunc('hour', v_to, 'UTC');
     IF v_h2 < v_h1 THEN v_h2 := v_h1; END IF;
 
     RETURN QUERY

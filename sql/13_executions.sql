@@ -66,7 +66,7 @@ CREATE FUNCTION dbal.bucket_value(p_bucket integer) RETURNS double precision
 CREATE TABLE dbal.workflow_stats_hourly (
     tenant_id     text        NOT NULL,
     workflow_id   uuid        NOT NULL,
-    hour          timestamptz NOT NULL,   -- date_trunc('hour', started_at)
+    hour          timestamptz NOT NULL,   -- date_trunc('hour', started_at, 'UTC')
     success       bigint      NOT NULL DEFAULT 0,
     failure       bigint      NOT NULL DEFAULT 0,
     pending       bigint      NOT NULL DEFAULT 0,

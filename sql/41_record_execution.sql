@@ -14,7 +14,7 @@ CREATE FUNCTION dbal.rollup_add(
 DECLARE
     v_final boolean := p_status <> 'pending' AND p_duration_ms IS NOT NULL;
     v_bucket integer := CASE WHEN p_status <> 'pending' THEN dbal.duration_bucket(p_duration_ms) END;
-    v_hour timestamptz := date_trunc('hour', p_started_at);
+    v_hour timestamptz := date_trunc('hour', p_started_at, 'UTC');
     v_fin integer := CASE WHEN v_final THEN 1 ELSE 0 END;
     v_pending integer := CASE WHEN p_status = 'pending' THEN 1 WHEN p_from_pending THEN -1 ELSE 0 END;
 BEGIN

@@ -40,10 +40,10 @@ BEGIN
     IF v_from = '-infinity' THEN
         v_h1 := '-infinity';
     ELSE
-        v_h1 := date_trunc('hour', v_from);
+        v_h1 := date_trunc('hour', v_from, 'UTC');
         IF v_h1 < v_from THEN v_h1 := v_h1 + interval '1 hour'; END IF;
     END IF;
-    v_h2 := date_trunc('hour', v_to);
+    v_h2 := date_trunc('hour', v_to, 'UTC');
     IF v_h2 < v_h1 THEN v_h2 := v_h1; END IF;
 
     RETURN QUERY

@@ -287,11 +287,6 @@ async def test_stats_of_a_window_with_nothing_in_it(db: TestDatabase) -> None:
     assert s["avg_ms"] is None and s["p50_ms"] is None and s["last_status"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hour buckets use date_trunc('hour', ...) in the SESSION time zone: roll-ups written "
-    "in UTC and read from a session at UTC+05:30 (or the reverse) count runs twice or miss them",
-)
 @pytest.mark.parametrize(
     ("writer_tz", "reader_tz"), [("UTC", "Asia/Kolkata"), ("Asia/Kolkata", "UTC")]
 )
