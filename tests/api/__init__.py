@@ -1,0 +1,1 @@
+"""Tests of pydbal's public Python API (``pydbal.connect``, tenant scopes, ``workflows``)."""
