@@ -2,8 +2,10 @@
 
 SET LOCAL ROLE @owner_role@;
 
--- effective_validation_status(w): the validation status as readers must see it: a 'valid'
--- result past valid_until, or made by an older validator version, reads as 'stale'.
+-- effective_validation_status(status, valid_until, validator_version): the validation status as
+-- readers must see it: a 'valid' result past valid_until (at the transaction's time, now()), or
+-- made by an older validator version, reads as 'stale'. A STABLE one-line SQL function with only
+-- stable calls, so the planner inlines it (no per-row function call).
 CREATE FUNCTION dbal.effective_validation_status(
         p_status text, p_valid_until timestamptz, p_validator_version integer)
     RETURNS text
@@ -11,7 +13,7 @@ CREATE FUNCTION dbal.effective_validation_status(
     AS $$
         SELECT CASE
             WHEN p_status = 'valid'
-                 AND (p_valid_until IS NULL OR p_valid_until <= clock_timestamp()
+                 AND (p_valid_until IS NULL OR p_valid_until <= now()
                       OR p_validator_version IS DISTINCT FROM dbal.current_validator_version())
             THEN 'stale'
             ELSE p_status END
