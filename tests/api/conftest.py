@@ -71,7 +71,9 @@ def raises_code(code: ErrorCode) -> Iterator[pytest.ExceptionInfo[DBALError]]:
 
 
 async def row(raw: Any, workflow_id: Any) -> dict[str, Any] | None:
-    rec = await raw.fetchrow("SELECT * FROM dbal.workflows WHERE id = $1", uuid.UUID(str(workflow_id)))
+    rec = await raw.fetchrow(
+        "SELECT * FROM dbal.workflows WHERE id = $1", uuid.UUID(str(workflow_id))
+    )
     return dict(rec) if rec is not None else None
 
 
@@ -83,7 +85,9 @@ async def tenant_rows(raw: Any, tenant: str) -> list[dict[str, Any]]:
 async def count_rows(raw: Any, tenant: str | None = None) -> int:
     if tenant is None:
         return int(await raw.fetchval("SELECT count(*) FROM dbal.workflows"))
-    return int(await raw.fetchval("SELECT count(*) FROM dbal.workflows WHERE tenant_id = $1", tenant))
+    return int(
+        await raw.fetchval("SELECT count(*) FROM dbal.workflows WHERE tenant_id = $1", tenant)
+    )
 
 
 async def snapshot(raw: Any) -> dict[str, Any]:

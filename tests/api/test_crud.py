@@ -72,10 +72,14 @@ async def test_create_accepts_json_strings_and_comma_tags(acme: Tenant, raw: Any
     stored = await row(raw, wf.id)
     assert stored is not None
     # stored as JSON values, not as JSON strings inside JSON
-    assert await raw.fetchval(
-        "SELECT jsonb_typeof(nodes) || '/' || jsonb_typeof(edges) FROM dbal.workflows WHERE id=$1",
-        wf.id,
-    ) == "array/object"
+    assert (
+        await raw.fetchval(
+            "SELECT jsonb_typeof(nodes) || '/' || jsonb_typeof(edges) "
+            "FROM dbal.workflows WHERE id = $1",
+            wf.id,
+        )
+        == "array/object"
+    )
     assert stored["tags"] == ["x", "y", "z"]
 
 
