@@ -566,7 +566,7 @@ class Workflows:
                 raise
             if row is None:
                 return None
-            await self._invalidate(wid, lists=False)
+            await self._invalidate(wid)  # list pages show lock state too
             return Lock(workflow_id=wid, token=row["token"], expires_at=row["expires_at"])
         return None  # pragma: no cover - the loop always returns or raises
 
@@ -578,6 +578,7 @@ class Workflows:
         expires = await self._db.fetchval(q.RENEW_LOCK, *self._ctx, wid, lock.token, timeout_ms)
         if expires is None:
             return None
+        await self._invalidate(wid)  # lock_expires_at changed
         return Lock(workflow_id=wid, token=lock.token, expires_at=expires)
 
     async def release_lock(self, workflow_id: Any, lock: Lock | None = None) -> bool:
@@ -588,7 +589,7 @@ class Workflows:
                 q.RELEASE_LOCK, *self._ctx, wid, lock.token if lock is not None else None
             )
         )
-        await self._invalidate(wid, lists=False)
+        await self._invalidate(wid)
         return released
 
     async def release_expired_locks(self) -> int:
