@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -74,37 +73,43 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def add_status_parser(subparsers: _SubParsers) -> None:
-    parser = subparsers.add_parser("status", help="show applied and pending migrations")
+    parser = subparsers.add_parser(
+        "status", help="migrations, pg_partman and a security self-check"
+    )
     _add_dsn_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
     parser.set_defaults(func=cmd_status)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pydbal.migrate import status
-    from pydbal.server import EmbeddedServerUnavailable, resolve_dsn
+    """Migrations, pg_partman and the catalog self-check (see :mod:`pydbal.cli_ops`)."""
+    from pydbal.cli_ops import cmd_status as status_with_self_check
 
-    try:
-        info = asyncio.run(status(resolve_dsn(args.dsn)))
-    except EmbeddedServerUnavailable as exc:
-        print(f"pydbal status: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        print(f"schema version: {info['schema_version'] or '(not installed)'}")
-        print(f"newest known:   {info['expected_version'] or '(none)'}")
-        print(f"applied:        {len(info['applied'])}")
-        print(f"pending:        {', '.join(info['pending']) or '(none)'}")
-        if info["edited"]:
-            print(f"EDITED after applying: {', '.join(info['edited'])}")
-        print(f"pg_partman:     {'installed' if info['pg_partman'] else 'not installed'}")
-    return 2 if info["edited"] else 0
+    return status_with_self_check(args)
 
 
 # --- entry point -----------------------------------------------------------------------------
 
-_COMMANDS: list[Callable[[_SubParsers], None]] = [add_migrate_parser, add_status_parser]
+from pydbal.cli_analysts import add_analysts_parser, add_sql_parser  # noqa: E402
+from pydbal.cli_ops import add_locks_parser, add_partitions_parser, add_stats_parser  # noqa: E402
+from pydbal.cli_workflows import (  # noqa: E402
+    add_export_parser,
+    add_import_parser,
+    add_validate_parser,
+)
+
+_COMMANDS: list[Callable[[_SubParsers], None]] = [
+    add_migrate_parser,
+    add_status_parser,
+    add_export_parser,
+    add_import_parser,
+    add_validate_parser,
+    add_locks_parser,
+    add_stats_parser,
+    add_partitions_parser,
+    add_analysts_parser,
+    add_sql_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,106 @@
+"""Shared pieces of the operator and analyst subcommands (``pydbal.cli_*``).
+
+Exit codes: 0 all went well, 1 some items failed or were invalid, 2 usage error or no database.
+A command raises :class:`CommandError` with its exit code; :func:`run` turns it (and the usual
+connection errors) into a message on stderr and the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A command cannot go on; ``code`` is the exit code, the message says why."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_dsn_argument(parser: argparse.ArgumentParser, *, who: str = "an operator") -> None:
+    parser.add_argument(
+        "--dsn", help=f"PostgreSQL DSN of {who} (default: $PYDBAL_DSN, else the embedded server)"
+    )
+
+
+def add_user_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--user",
+        default=None,
+        help="user named in the audit log, acting with role supergod (default: the OS user)",
+    )
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return os.environ.get("USER") or "operator"
+
+
+def user_of(args: argparse.Namespace) -> str:
+    user = getattr(args, "user", None)
+    return str(user) if user else os_user()
+
+
+def operator_dsn(args: argparse.Namespace) -> str:
+    """``--dsn``, ``$PYDBAL_DSN``, else the embedded server; no database → exit 2."""
+    from pydbal.server import EmbeddedServerUnavailable, resolve_dsn
+
+    try:
+        return resolve_dsn(getattr(args, "dsn", None))
+    except EmbeddedServerUnavailable as exc:
+        raise CommandError(f"no database: {exc}", EXIT_USAGE) from None
+
+
+def run(name: str, body: Callable[[], Awaitable[int]]) -> int:
+    """Run an async command body; errors become a message on stderr and an exit code."""
+    from pydbal.database import SchemaOutdatedError
+    from pydbal.errors import DBALError
+
+    try:
+        return asyncio.run(_call(body))
+    except CommandError as exc:
+        print(f"pydbal {name}: {exc}", file=sys.stderr)
+        return exc.code
+    except SchemaOutdatedError as exc:
+        print(f"pydbal {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (
+        OSError,
+        asyncpg.InvalidCatalogNameError,
+        asyncpg.InvalidAuthorizationSpecificationError,
+        asyncpg.InvalidPasswordError,
+    ) as exc:
+        print(f"pydbal {name}: cannot connect to the database: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DBALError as exc:
+        print(f"pydbal {name}: {exc.code.name}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except asyncpg.PostgresError as exc:
+        print(f"pydbal {name}: database error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _call(body: Callable[[], Awaitable[int]]) -> int:
+    return await body()
+
+
+async def connect_raw(dsn: str) -> Any:
+    """A plain asyncpg connection (operator queries outside the workflow API)."""
+    return await asyncpg.connect(dsn)
