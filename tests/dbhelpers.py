@@ -99,7 +99,7 @@ async def acquire(
         user,
         role,
     )
-    return token  # type: ignore[no-any-return]
+    return token
 
 
 async def renew(
@@ -112,7 +112,7 @@ async def renew(
     user: str | None = "u1",
     role: str | None = "admin",
 ) -> bool:
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    return await conn.fetchval(
         "SELECT dbal.renew_lock(p_workflow => $1, p_token => $2, p_timeout_ms => $3,"
         " p_tenant => $4, p_user => $5, p_role => $6)",
         workflow,
@@ -133,7 +133,7 @@ async def release(
     user: str | None = "u1",
     role: str | None = "admin",
 ) -> bool:
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    return await conn.fetchval(
         "SELECT dbal.release_lock(p_workflow => $1, p_token => $2,"
         " p_tenant => $3, p_user => $4, p_role => $5)",
         workflow,
@@ -151,7 +151,7 @@ async def release_expired(
     user: str | None = "u1",
     role: str | None = "admin",
 ) -> int:
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    return await conn.fetchval(
         "SELECT dbal.release_expired_locks(p_tenant => $1, p_user => $2, p_role => $3)",
         tenant,
         user,
@@ -249,3 +249,21 @@ async def lock_row(admin: Any, workflow: uuid.UUID) -> dict[str, Any]:
         workflow,
     )
     return dict(row)
+
+
+TABLE_PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
+
+
+async def table_privileges(conn: Any, tables: list[str]) -> list[tuple[str, str]]:
+    """(table, privilege) pairs the connection's role holds on ``tables`` (table or column)."""
+    rows = await conn.fetch(
+        """
+        SELECT t, p FROM unnest($1::text[]) t, unnest($2::text[]) p
+         WHERE has_table_privilege(current_user, t, p)
+            OR (p IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES')
+                AND has_any_column_privilege(current_user, t, p))
+        """,
+        tables,
+        TABLE_PRIVILEGES,
+    )
+    return [(r["t"], r["p"]) for r in rows]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dbhelpers import TENANT_A, context, create_workflow, sqlstate
+from dbhelpers import TENANT_A, context, create_workflow, sqlstate, table_privileges
 
 from pydbal.migrate import resolve_roles
 
@@ -102,22 +102,7 @@ async def test_app_has_no_privilege_on_any_partition(db: TestDatabase) -> None:
         """
     )
     assert children, "dbal's partitioned tables have no partition at all"
-    conn = await db.connect()
-    privileges = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
-    granted = await conn.fetch(
-        """
-        SELECT c.child, p.priv
-          FROM unnest($1::text[]) c(child), unnest($2::text[]) p(priv)
-         WHERE has_table_privilege(current_user, c.child, p.priv)
-            OR has_any_column_privilege(current_user, c.child,
-                                        CASE WHEN p.priv IN ('SELECT', 'INSERT', 'UPDATE',
-                                                             'REFERENCES')
-                                             THEN p.priv ELSE 'SELECT' END)
-        """,
-        [r["child"] for r in children],
-        privileges,
-    )
-    assert [dict(r) for r in granted] == []
+    assert await table_privileges(await db.connect(), [r["child"] for r in children]) == []
 
 
 async def test_definer_functions_pin_search_path_and_deny_public(db: TestDatabase) -> None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from dbhelpers import create_workflow, record, sqlstate
+from dbhelpers import create_workflow, record, sqlstate, table_privileges
 
 from conftest import APP_LOGIN, TestDatabase
-
-PRIVILEGES = ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"]
 
 
 async def _require_partman(admin: Any) -> None:
@@ -36,18 +34,6 @@ async def _children(admin: Any) -> list[str]:
         """
     )
     return [r["child"] for r in rows]
-
-
-async def _app_privileges(conn: Any, children: list[str]) -> list[tuple[str, str]]:
-    rows = await conn.fetch(
-        """
-        SELECT c, p FROM unnest($1::text[]) c, unnest($2::text[]) p
-         WHERE has_table_privilege(current_user, c, p)
-        """,
-        children,
-        PRIVILEGES,
-    )
-    return [(r["c"], r["p"]) for r in rows]
 
 
 async def test_old_executions_land_in_a_dated_child(db: TestDatabase) -> None:
@@ -101,7 +87,7 @@ async def test_maintenance_creates_children_without_app_privileges(db: TestDatab
     await admin.execute("CALL partman.run_maintenance_proc()")  # autocommit: no transaction
     after = await _children(admin)
     assert set(after) > set(before), "maintenance created no child"
-    assert await _app_privileges(conn, after) == []
+    assert await table_privileges(conn, after) == []
     new = sorted(set(after) - set(before))
     assert await sqlstate(conn.fetch(f"SELECT * FROM {new[0]}")) == "42501"
     # nor does any ACL entry name the app role, its login or PUBLIC

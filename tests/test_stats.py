@@ -268,7 +268,7 @@ async def test_invalid_executions_are_refused(
 ) -> None:
     conn = await db.connect()
     workflow = await create_workflow(conn)
-    await expect_code(record(conn, workflow, status, duration), ErrorCode.VALIDATION_ERROR)  # type: ignore[arg-type]
+    await expect_code(record(conn, workflow, status, duration), ErrorCode.VALIDATION_ERROR)
     assert (await stats(conn, workflow))["total"] == 0
 
 
