@@ -139,3 +139,7 @@ def acme(app: pydbal.Database) -> Tenant:
 @pytest.fixture
 def globex(app: pydbal.Database) -> Tenant:
     return app.tenant(TENANT_B, user_id="gina", role="admin")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: takes more than 10 s (embedded server, subprocess)")
