@@ -88,6 +88,30 @@ def cmd_status(args: argparse.Namespace) -> int:
     return status_with_self_check(args)
 
 
+# --- demo ------------------------------------------------------------------------------------
+
+
+def add_demo_parser(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="walk through the API with two tenants (embedded server without --dsn)"
+    )
+    _add_dsn_argument(parser)
+    parser.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pydbal.database import SchemaOutdatedError
+    from pydbal.demo import main as demo
+    from pydbal.errors import DBALError
+    from pydbal.server import EmbeddedServerUnavailable
+
+    try:
+        return demo(args.dsn)
+    except (EmbeddedServerUnavailable, SchemaOutdatedError, DBALError) as exc:
+        print(f"pydbal demo: {exc}", file=sys.stderr)
+        return 1
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 from pydbal.cli_analysts import add_analysts_parser, add_sql_parser  # noqa: E402
@@ -109,6 +133,7 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
     add_partitions_parser,
     add_analysts_parser,
     add_sql_parser,
+    add_demo_parser,
 ]
 
 
