@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "clock_ttl": 1.0,  # lists filtered by validation status: membership changes with time
     "redis_timeout": 0.1,  # socket connect/read timeout of Redis calls (seconds)
     "redis_retry_max": 2.0,  # longest pause between reconnection attempts (seconds)
+    "redis_pool": 16,  # connections to Redis (calls beyond wait for one)
     "pubsub": True,  # push invalidations of hot entries to other processes
     "namespace": None,  # default: derived from the database's identity
     "revalidate": True,
@@ -266,6 +267,7 @@ class Cache:
                 retry_max=float(o["redis_retry_max"]),
                 warm_ttl=self.warm_ttl,
                 pubsub=bool(o["pubsub"]),
+                pool_size=int(o["redis_pool"]),
                 on_remote=self._remote_invalidation,
                 on_resync=self._drop_all_hot,
             )
