@@ -114,6 +114,22 @@ _KNOWN_REFUSALS: dict[str, str] = {
 _QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 _DML = (exp.Insert, exp.Update, exp.Delete, exp.Merge)
 _DDL = (exp.Create, exp.Drop, exp.Alter, exp.TruncateTable, exp.Grant, exp.Comment)
+_DDL_WORDS = frozenset(
+    {
+        "CREATE",
+        "ALTER",
+        "DROP",
+        "TRUNCATE",
+        "GRANT",
+        "REVOKE",
+        "COMMENT",
+        "REINDEX",
+        "CLUSTER",
+        "REFRESH",
+        "SECURITY",
+        "IMPORT",
+    }
+)
 _TRANSACTION = (exp.Transaction, exp.Commit, exp.Rollback)
 
 
@@ -143,6 +159,8 @@ def _statement_reason(node: exp.Expr) -> str | None:
         word = str(node.this).upper()
         if word in ("SET", "RESET"):
             return f"{word} changes session settings (including SET ROLE): not allowed"
+        if word in _DDL_WORDS:
+            return f"{word} is DDL (changes the schema or privileges): not allowed"
         if word == "EXPLAIN":
             return "EXPLAIN is not allowed (EXPLAIN ANALYZE runs its statement)"
         return f"{word} is a command, not a read-only query"
