@@ -150,3 +150,21 @@ async def test_search_and_lists_never_show_other_tenants(app: pydbal.Database) -
     assert await acme.workflows.find_by_field("tags", "secret") == []
     assert await acme.workflows.find_by_field("created_by", "gina") == []
     assert await acme.workflows.audit() == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: upsert checks the create payload's tenant_id only on the create path; when the "
+    "name exists it silently ignores a create payload naming another tenant",
+)
+async def test_upsert_update_path_rejects_foreign_create_payload(
+    app: pydbal.Database, raw: Any
+) -> None:
+    acme = app.tenant(TENANT_A, user_id="alice", role="admin")
+    wf = await acme.workflows.create(valid_definition("mine"))
+    before = dict(await raw.fetchrow("SELECT * FROM dbal.workflows WHERE id = $1", wf.id))
+    with pytest.raises(DBALError) as info:
+        await acme.workflows.upsert("mine", {"tenant_id": TENANT_B}, {"description": "x"})
+    assert info.value.code == ErrorCode.TENANT_MISMATCH
+    after = dict(await raw.fetchrow("SELECT * FROM dbal.workflows WHERE id = $1", wf.id))
+    assert after == before
