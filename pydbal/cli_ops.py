@@ -262,7 +262,7 @@ SELECT p.oid::regclass::text AS parent, c.oid::regclass::text AS partition,
   FROM pg_inherits i
   JOIN pg_class c ON c.oid = i.inhrelid
   JOIN pg_class p ON p.oid = i.inhparent
- WHERE p.relnamespace = 'dbal'::regnamespace
+ WHERE p.relnamespace = 'dbal'::regnamespace AND p.relkind = 'p' AND c.relkind IN ('r', 'p')
  ORDER BY 1, 2
 """
 
@@ -359,7 +359,8 @@ SELECT i.inhrelid::regclass::text AS child, r.rolname AS role
   FROM pg_inherits i
   JOIN pg_class p ON p.oid = i.inhparent
   CROSS JOIN pg_roles r
- WHERE p.relnamespace = 'dbal'::regnamespace AND r.rolname = ANY($1::text[])
+ WHERE p.relnamespace = 'dbal'::regnamespace AND p.relkind = 'p'
+   AND r.rolname = ANY($1::text[])
    AND (has_table_privilege(r.oid, i.inhrelid,
                             'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
         OR has_any_column_privilege(r.oid, i.inhrelid, 'SELECT, INSERT, UPDATE, REFERENCES'))

@@ -162,9 +162,9 @@ def write_export(out: Path, bundles: list[dict[str, Any]]) -> None:
         out.write_text(json.dumps(bundles, indent=2, ensure_ascii=False) + "\n", "utf-8")
         return
     out.mkdir(parents=True, exist_ok=True)
-    for bundle in bundles:
+    for index, bundle in enumerate(bundles, 1):
         wf = bundle["workflow"]
-        name = f"{_slug(str(wf.get('name') or 'workflow'))}--{wf['id']}.json"
+        name = f"{index:04d}-{_slug(str(wf.get('name') or 'workflow'))}.json"
         (out / name).write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", "utf-8")
 
 
