@@ -453,7 +453,7 @@ class Workflows:
         update: UpdateWorkflowInput | Mapping[str, Any],
     ) -> Workflow:
         """Update the workflow named ``name`` with ``update``, or create it from ``create``."""
-        create_data = _parse(CreateWorkflowInput, {**_as_dict(create), "name": name})
+        create_data = self._create_input({**_as_dict(create), "name": name})
         patch = self._patch(update)
         for _ in range(2):
             existing = await self.find_first({"name": name})

@@ -133,13 +133,17 @@ $$;
 -- api_search(tenant, user, role, text, limit): best matches first. Full-text (web-search
 -- syntax: "a -b", quoted phrases) over name, description and tags, ranking at most 1000
 -- candidates; when that finds fewer than p_limit, names similar to the text (pg_trgm,
--- similarity >= 0.3) fill up the list, so a typo in a name still finds it.
+-- similarity >= 0.3) fill up the list, so a typo in a name still finds it. The fallback keeps
+-- the query's exclusions ("-word" never matches) and is skipped for quoted phrases, which ask
+-- for exact words.
 CREATE FUNCTION dbal.api_search(p_tenant text, p_user text, p_role text, p_query text, p_limit integer)
     RETURNS TABLE (rank real, wf dbal.workflows)
     LANGUAGE plpgsql
     AS $$
 DECLARE
     v_query tsquery;
+    v_positive text;
+    v_excluded tsquery;
     v_found integer;
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
@@ -155,13 +159,20 @@ BEGIN
          ORDER BY 1 DESC, (c.wf).name, (c.wf).id
          LIMIT p_limit;
     GET DIAGNOSTICS v_found = ROW_COUNT;
-    IF v_found < p_limit AND length(btrim(coalesce(p_query, ''))) >= 3 THEN
+    IF v_found >= p_limit OR position('"' IN coalesce(p_query, '')) > 0 THEN
+        RETURN;
+    END IF;
+    v_positive := btrim(regexp_replace(p_query, '(^|\s)-\S+', ' ', 'g'));
+    v_excluded := websearch_to_tsquery('english'::regconfig, array_to_string(ARRAY(
+        SELECT substr(m[1], 2) FROM regexp_matches(p_query, '(?:^|\s)(-\S+)', 'g') AS m), ' or '));
+    IF length(v_positive) >= 3 THEN
         RETURN QUERY
-            SELECT dbal_ext.similarity(w.name, p_query), w
+            SELECT dbal_ext.similarity(w.name, v_positive), w
               FROM dbal.workflows w
              WHERE w.tenant_id = p_tenant
-               AND dbal_ext.similarity(w.name, p_query) >= 0.3
+               AND dbal_ext.similarity(w.name, v_positive) >= 0.3
                AND NOT (w.search_document @@ v_query)
+               AND (numnode(v_excluded) = 0 OR NOT (w.search_document @@ v_excluded))
              ORDER BY 1 DESC, w.name, w.id
              LIMIT p_limit - v_found;
     END IF;

@@ -152,11 +152,6 @@ async def test_search_and_lists_never_show_other_tenants(app: pydbal.Database) -
     assert await acme.workflows.audit() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: upsert checks the create payload's tenant_id only on the create path; when the "
-    "name exists it silently ignores a create payload naming another tenant",
-)
 async def test_upsert_update_path_rejects_foreign_create_payload(
     app: pydbal.Database, raw: Any
 ) -> None:

@@ -222,11 +222,6 @@ async def test_search(app: pydbal.Database, acme: Tenant) -> None:
         await wf.search(None)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: api_search's trigram fallback ignores '-term': 'sales -weekly' still returns "
-    "'Weekly Sales Digest' (similar name)",
-)
 async def test_search_exclusion_is_honoured(acme: Tenant) -> None:
     wf = acme.workflows
     await _seed_search(wf)
