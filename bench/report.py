@@ -50,11 +50,11 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     s = ops[cm]["systems"]
     frac = s["pydbal"]["rate"] / s["floor"]["rate"]
     add(f"{cm} ≥ 0.3× the floor's INSERT … SELECT unnest", frac, frac >= 0.3,
-        f"{frac:.2f}× the floor's throughput")
+        f"{frac:.3f}× the floor's throughput")
     s = ops["record_execution (concurrency 16)"]["systems"]
     frac = s["pydbal"]["rate"] / s["floor"]["rate"]
     add("record_execution at concurrency 16 ≥ 0.5× floor", frac, frac >= 0.5,
-        f"{frac:.2f}× the floor's throughput")
+        f"{frac:.3f}× the floor's throughput")
     g = results.get("growth_exec")
     if g and g["points"]:
         speed = g["floor"][-1] / g["pydbal"][-1]
