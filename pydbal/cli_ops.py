@@ -65,8 +65,8 @@ async def locked_workflows(tenant: Any) -> list[Any]:
     locked: list[Any] = []
     page = 1
     while True:
-        result = await tenant.workflows.list(page=page, limit=100)
-        locked.extend(w for w in result.items if w.is_locked)
+        result = await tenant.workflows.list({"is_locked": True}, page=page, limit=100)
+        locked.extend(result.items)
         if not result.has_more:
             return locked
         page += 1

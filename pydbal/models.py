@@ -175,6 +175,7 @@ class WorkflowFilter(_Input):
     any of the given tags; ``search`` uses web-search syntax ("a -b", "quoted phrase")."""
 
     enabled: bool | None = None
+    is_locked: bool | None = None
     category: Category | None = None
     created_by: str | None = None
     name: str | None = None

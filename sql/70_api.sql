@@ -26,7 +26,7 @@ END
 $$;
 
 -- filter_sql(filter): a WHERE condition over dbal.workflows (alias w) for a filter object with
--- the keys enabled, category, created_by, name, ids, tags (any of), validation_status (as read:
+-- the keys enabled, is_locked (a live lease), category, created_by, name, ids, tags (any of), validation_status (as read:
 -- an expired 'valid' is 'stale'), last_execution_status and search (web-search syntax). Values
 -- are quoted with format('%L'); an unknown key is VALIDATION_ERROR (422).
 CREATE FUNCTION dbal.filter_sql(p_filter jsonb) RETURNS text
@@ -48,6 +48,10 @@ BEGIN
         CASE v_key
         WHEN 'enabled' THEN
             v_parts := v_parts || format('w.enabled = %L::boolean', v_value #>> '{}');
+        WHEN 'is_locked' THEN
+            v_parts := v_parts || format(
+                '(w.is_locked AND w.lock_expires_at > clock_timestamp()) = %L::boolean',
+                v_value #>> '{}');
         WHEN 'category', 'created_by', 'name', 'last_execution_status' THEN
             IF jsonb_typeof(v_value) = 'array' THEN
                 v_parts := v_parts || format('w.%I = ANY (%L::text[])', v_key,

@@ -97,7 +97,9 @@ async def test_app_has_no_privilege_on_any_partition(db: TestDatabase) -> None:
         SELECT i.inhrelid::regclass::text AS child
           FROM pg_inherits i
           JOIN pg_class p ON p.oid = i.inhparent
+          JOIN pg_class c ON c.oid = i.inhrelid
          WHERE p.relnamespace = 'dbal'::regnamespace
+           AND p.relkind = 'p' AND c.relkind IN ('r', 'p')
          ORDER BY 1
         """
     )
