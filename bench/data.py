@@ -35,8 +35,21 @@ from pydbal.validation import VALIDATOR_VERSION, validate_definition
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 CATEGORIES = ("user", "user", "user", "automation", "integration", "template", "package")
 TAG_WORDS = (
-    "sales", "marketing", "ops", "finance", "support", "etl", "ai", "slack", "email",
-    "crm", "daily", "reporting", "alerts", "webhook", "sync",
+    "sales",
+    "marketing",
+    "ops",
+    "finance",
+    "support",
+    "etl",
+    "ai",
+    "slack",
+    "email",
+    "crm",
+    "daily",
+    "reporting",
+    "alerts",
+    "webhook",
+    "sync",
 )
 SEARCH_TERMS = ("email", "slack", "telegram", "order", "agent", "google", "notion", "report")
 
@@ -167,9 +180,26 @@ class Generator:
 
 
 COPY_COLUMNS = (
-    "tenant_id", "id", "name", "description", "nodes", "edges", "enabled", "version",
-    "variables", "config", "tags", "category", "created_at", "updated_at", "created_by",
-    "validation_status", "validation_errors", "validated_at", "valid_until", "validator_version",
+    "tenant_id",
+    "id",
+    "name",
+    "description",
+    "nodes",
+    "edges",
+    "enabled",
+    "version",
+    "variables",
+    "config",
+    "tags",
+    "category",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "validation_status",
+    "validation_errors",
+    "validated_at",
+    "valid_until",
+    "validator_version",
 )
 
 
@@ -190,10 +220,26 @@ async def copy_workflows(conn: asyncpg.Connection, gen: Generator, rows: list[Wo
         nodes, edges, variables, config = enc[r.shape]
         records.append(
             (
-                r.tenant_id, r.id, r.name, shape.description, nodes, edges, r.enabled, 1,
-                variables, config, r.tags, r.category, r.created_at, r.created_at, r.created_by,
-                "valid" if shape.valid else "invalid", shape.report, now,
-                now + timedelta(days=1), VALIDATOR_VERSION,
+                r.tenant_id,
+                r.id,
+                r.name,
+                shape.description,
+                nodes,
+                edges,
+                r.enabled,
+                1,
+                variables,
+                config,
+                r.tags,
+                r.category,
+                r.created_at,
+                r.created_at,
+                r.created_by,
+                "valid" if shape.valid else "invalid",
+                shape.report,
+                now,
+                now + timedelta(days=1),
+                VALIDATOR_VERSION,
             )
         )
     async with conn.transaction():
@@ -231,29 +277,15 @@ SELECT w.t, w.id, w.prefix || '-' || g,
                ) u
 """
 
-_WRITE_EXECUTIONS = [
-    """
-INSERT INTO dbal.workflow_executions (tenant_id, workflow_id, execution_id, status, duration_ms,
-                                      started_at, finished_at, executed_by, error)
-SELECT tenant_id, workflow_id, execution_id, status, duration_ms, started_at,
-       started_at + make_interval(secs => duration_ms / 1000.0), 'u-loader',
-       CASE WHEN status IN ('failure', 'timeout') THEN 'bench: ' || status END
-  FROM bench_new_exec
-""",
-    """
-INSERT INTO dbal.execution_keys (tenant_id, execution_id, workflow_id, started_at, status)
-SELECT tenant_id, execution_id, workflow_id, started_at, status FROM bench_new_exec
-""",
-    # the hourly roll-up, merged into existing hours like dbal.rollup_add does one run at a time
-    """
-INSERT INTO dbal.workflow_stats_hourly AS s
-       (tenant_id, workflow_id, hour, success, failure, pending, timeout, finished, sum_ms,
+_ROLLUP = """
+INSERT INTO dbal.{table} AS s
+       (tenant_id, workflow_id, {col}, success, failure, pending, timeout, finished, sum_ms,
         min_ms, max_ms, hist)
-SELECT h.tenant_id, h.workflow_id, h.hour, h.success, h.failure, h.pending, h.timeout,
+SELECT h.tenant_id, h.workflow_id, h.{col}, h.success, h.failure, h.pending, h.timeout,
        h.finished, h.sum_ms, h.min_ms, h.max_ms,
        (SELECT array_agg(coalesce((h.m ->> i::text)::int, 0) ORDER BY i)
           FROM generate_series(0, 239) AS i)
-  FROM (SELECT tenant_id, workflow_id, date_trunc('hour', started_at) AS hour,
+  FROM (SELECT tenant_id, workflow_id, date_trunc('{unit}', started_at, 'UTC') AS {col},
                count(*) FILTER (WHERE status = 'success') AS success,
                count(*) FILTER (WHERE status = 'failure') AS failure,
                count(*) FILTER (WHERE status = 'pending') AS pending,
@@ -269,14 +301,31 @@ SELECT h.tenant_id, h.workflow_id, h.hour, h.success, h.failure, h.pending, h.ti
                            AS x(duration_ms)
                      GROUP BY 1) k) AS m
           FROM bench_new_exec GROUP BY 1, 2, 3) h
-ON CONFLICT (tenant_id, workflow_id, hour) DO UPDATE SET
+ON CONFLICT (tenant_id, workflow_id, {col}) DO UPDATE SET
     success = s.success + EXCLUDED.success, failure = s.failure + EXCLUDED.failure,
     pending = s.pending + EXCLUDED.pending, timeout = s.timeout + EXCLUDED.timeout,
     finished = s.finished + EXCLUDED.finished, sum_ms = s.sum_ms + EXCLUDED.sum_ms,
     min_ms = least(s.min_ms, EXCLUDED.min_ms), max_ms = greatest(s.max_ms, EXCLUDED.max_ms),
     hist = ARRAY(SELECT x + y FROM unnest(s.hist, EXCLUDED.hist) WITH ORDINALITY AS u(x, y, o)
                  ORDER BY o)
+"""
+
+_WRITE_EXECUTIONS = [
+    """
+INSERT INTO dbal.workflow_executions (tenant_id, workflow_id, execution_id, status, duration_ms,
+                                      started_at, finished_at, executed_by, error)
+SELECT tenant_id, workflow_id, execution_id, status, duration_ms, started_at,
+       started_at + make_interval(secs => duration_ms / 1000.0), 'u-loader',
+       CASE WHEN status IN ('failure', 'timeout') THEN 'bench: ' || status END
+  FROM bench_new_exec
 """,
+    """
+INSERT INTO dbal.execution_keys (tenant_id, execution_id, workflow_id, started_at, status)
+SELECT tenant_id, execution_id, workflow_id, started_at, status FROM bench_new_exec
+""",
+    # the hourly and daily roll-ups, merged like dbal.rollup_add does one run at a time
+    _ROLLUP.format(table="workflow_stats_hourly", unit="hour", col="hour"),
+    _ROLLUP.format(table="workflow_stats_daily", unit="day", col="day"),
     # counters as record_execution keeps them: count, finished count, running mean, latest run
     """
 UPDATE dbal.workflows w SET
@@ -350,14 +399,16 @@ async def check_rollups(conn: asyncpg.Connection, tenant: str, wid: uuid.UUID) -
         "SELECT count(*) AS n, count(*) FILTER (WHERE status = 'success') AS ok, "
         "sum(duration_ms) FILTER (WHERE status <> 'pending') AS sum_ms "
         "FROM dbal.workflow_executions WHERE tenant_id = $1 AND workflow_id = $2",
-        tenant, wid,
+        tenant,
+        wid,
     )
     roll = await conn.fetchrow(
         "SELECT sum(success + failure + pending + timeout) AS n, sum(success) AS ok, "
         "sum(sum_ms) AS sum_ms, sum((SELECT sum(x) FROM unnest(hist) x)) AS hist_n, "
         "sum(finished) AS fin FROM dbal.workflow_stats_hourly "
         "WHERE tenant_id = $1 AND workflow_id = $2",
-        tenant, wid,
+        tenant,
+        wid,
     )
     counter = await conn.fetchval(
         "SELECT execution_count FROM dbal.workflows WHERE tenant_id = $1 AND id = $2", tenant, wid

@@ -149,15 +149,26 @@ class Floor:
 
     async def create(self, tenant: str, inp: dict[str, Any]) -> dict[str, Any]:
         row = await self.conn.fetchrow(
-            INSERT_ONE, tenant, uuid.uuid4(), inp["name"], inp["description"],
-            _j(inp["nodes"]), _j(inp["edges"]), _j(inp["variables"]), _j(inp["config"]),
-            inp["tags"], inp["category"], inp["enabled"], self.user,
+            INSERT_ONE,
+            tenant,
+            uuid.uuid4(),
+            inp["name"],
+            inp["description"],
+            _j(inp["nodes"]),
+            _j(inp["edges"]),
+            _j(inp["variables"]),
+            _j(inp["config"]),
+            inp["tags"],
+            inp["category"],
+            inp["enabled"],
+            self.user,
         )
         return dict(row)
 
     async def create_many(self, tenant: str, inputs: list[dict[str, Any]]) -> int:
         args = (
-            tenant, self.user,
+            tenant,
+            self.user,
             [uuid.uuid4() for _ in inputs],
             [i["name"] for i in inputs],
             [i["description"] for i in inputs],
@@ -200,8 +211,12 @@ class Floor:
         now = datetime.now(UTC).isoformat()
         return orjson.dumps(
             [
-                {"format": "pydbal.workflow/v1", "exportedAt": now, "workflow": dict(r),
-                 "validationReport": None}
+                {
+                    "format": "pydbal.workflow/v1",
+                    "exportedAt": now,
+                    "workflow": dict(r),
+                    "validationReport": None,
+                }
                 for r in rows
             ]
         )

@@ -44,8 +44,9 @@ class Workflow(Base):
     __mapper_args__ = {"eager_defaults": True}  # noqa: RUF012
 
     tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    id: Mapped[uuid.UUID] = mapped_column(PgUUID(as_uuid=True), primary_key=True,
-                                          default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(
+        PgUUID(as_uuid=True), primary_key=True, default=uuid.uuid4
+    )
     name: Mapped[str] = mapped_column(Text)
     description: Mapped[str | None] = mapped_column(Text)
     nodes: Mapped[Any] = mapped_column(JSONB)
@@ -56,10 +57,12 @@ class Workflow(Base):
     config: Mapped[Any] = mapped_column(JSONB)
     tags: Mapped[list[str]] = mapped_column(ARRAY(Text))
     category: Mapped[str] = mapped_column(Text, server_default=FetchedValue())
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=FetchedValue())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=FetchedValue())
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=FetchedValue()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=FetchedValue()
+    )
     created_by: Mapped[str] = mapped_column(Text)
     updated_by: Mapped[str | None] = mapped_column(Text)
     validation_status: Mapped[str] = mapped_column(Text, server_default=FetchedValue())
@@ -68,8 +71,7 @@ class Workflow(Base):
     valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     validator_version: Mapped[int | None] = mapped_column(Integer)
     execution_count: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
-    finished_execution_count: Mapped[int] = mapped_column(BigInteger,
-                                                          server_default=FetchedValue())
+    finished_execution_count: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
     last_executed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_execution_status: Mapped[str | None] = mapped_column(Text)
     average_execution_time: Mapped[float | None] = mapped_column(Double)
@@ -86,12 +88,21 @@ class Workflow(Base):
 def sa_url(dsn: str) -> str:
     for prefix in ("postgresql://", "postgres://"):
         if dsn.startswith(prefix):
-            return "postgresql+asyncpg://" + dsn[len(prefix):]
+            return "postgresql+asyncpg://" + dsn[len(prefix) :]
     raise ValueError("the peer needs a URL DSN (postgresql://...)")
 
 
-DEFINITION = ("name", "description", "nodes", "edges", "variables", "config", "tags",
-              "category", "enabled")
+DEFINITION = (
+    "name",
+    "description",
+    "nodes",
+    "edges",
+    "variables",
+    "config",
+    "tags",
+    "category",
+    "enabled",
+)
 
 
 class Peer:
@@ -142,16 +153,16 @@ class Peer:
         stmt = (
             select(Workflow)
             .where(Workflow.tenant_id == tenant, Workflow.search_document.op("@@")(tsq))
-            .order_by(func.ts_rank(Workflow.search_document, tsq).desc(), Workflow.name,
-                      Workflow.id)
+            .order_by(
+                func.ts_rank(Workflow.search_document, tsq).desc(), Workflow.name, Workflow.id
+            )
             .limit(10)
         )
         async with self.Session() as s:
             return list((await s.scalars(stmt)).all())
 
     def _new(self, tenant: str, inp: dict[str, Any]) -> Workflow:
-        return Workflow(tenant_id=tenant, created_by=self.user,
-                        **{k: inp[k] for k in DEFINITION})
+        return Workflow(tenant_id=tenant, created_by=self.user, **{k: inp[k] for k in DEFINITION})
 
     async def create(self, tenant: str, inp: dict[str, Any]) -> Workflow:
         async with self.Session() as s, s.begin():
@@ -161,8 +172,12 @@ class Peer:
 
     async def create_many(self, tenant: str, inputs: list[dict[str, Any]]) -> int:
         rows = [
-            {"tenant_id": tenant, "id": uuid.uuid4(), "created_by": self.user,
-             **{k: i[k] for k in DEFINITION}}
+            {
+                "tenant_id": tenant,
+                "id": uuid.uuid4(),
+                "created_by": self.user,
+                **{k: i[k] for k in DEFINITION},
+            }
             for i in inputs
         ]
         async with self.Session() as s, s.begin():
@@ -184,12 +199,18 @@ class Peer:
         acquire = (
             update(Workflow)
             .where(
-                Workflow.tenant_id == tenant, Workflow.id == wid, Workflow.enabled.is_(True),
+                Workflow.tenant_id == tenant,
+                Workflow.id == wid,
+                Workflow.enabled.is_(True),
                 or_(Workflow.is_locked.is_(False), Workflow.lock_expires_at <= now),
             )
-            .values(is_locked=True, locked_by=self.user, locked_at=now,
-                    lock_expires_at=now + literal_column("interval '30 seconds'"),
-                    lock_token=Workflow.lock_token + 1)
+            .values(
+                is_locked=True,
+                locked_by=self.user,
+                locked_at=now,
+                lock_expires_at=now + literal_column("interval '30 seconds'"),
+                lock_token=Workflow.lock_token + 1,
+            )
             .returning(Workflow.lock_token)
             .execution_options(synchronize_session=False)
         )
@@ -199,8 +220,12 @@ class Peer:
             return False
         release = (
             update(Workflow)
-            .where(Workflow.tenant_id == tenant, Workflow.id == wid,
-                   Workflow.lock_token == token, Workflow.is_locked.is_(True))
+            .where(
+                Workflow.tenant_id == tenant,
+                Workflow.id == wid,
+                Workflow.lock_token == token,
+                Workflow.is_locked.is_(True),
+            )
             .values(is_locked=False, locked_by=None, locked_at=None, lock_expires_at=None)
             .execution_options(synchronize_session=False)
         )
@@ -215,8 +240,12 @@ class Peer:
         now = datetime.now(UTC).isoformat()
         return orjson.dumps(
             [
-                {"format": "pydbal.workflow/v1", "exportedAt": now,
-                 "workflow": {k: getattr(w, k) for k in DEFINITION}, "validationReport": None}
+                {
+                    "format": "pydbal.workflow/v1",
+                    "exportedAt": now,
+                    "workflow": {k: getattr(w, k) for k in DEFINITION},
+                    "validationReport": None,
+                }
                 for w in wfs
             ]
         )

@@ -56,12 +56,43 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size("tiny", 20, (100, 300), (1_000, 3_000), 10, 100, 200, 1, 50,
-                 60, 30, 20, 3, 10, 30),
-    "quick": Size("quick", 100, (1_000, 3_000, 10_000), (10_000, 30_000, 100_000), 50, 200,
-                  2_000, 1, 500, 300, 100, 40, 5, 40, 150),
-    "full": Size("full", 1_000, (10_000, 30_000, 100_000), (10_000, 100_000, 1_000_000), 200,
-                 500, 10_000, 2, 1_000, 1_000, 300, 100, 5, 100, 400),
+    "tiny": Size(
+        "tiny", 20, (100, 300), (1_000, 3_000), 10, 100, 200, 1, 50, 60, 30, 20, 3, 10, 30
+    ),
+    "quick": Size(
+        "quick",
+        100,
+        (1_000, 3_000, 10_000),
+        (10_000, 30_000, 100_000),
+        50,
+        200,
+        2_000,
+        1,
+        500,
+        300,
+        100,
+        40,
+        5,
+        40,
+        150,
+    ),
+    "full": Size(
+        "full",
+        1_000,
+        (10_000, 30_000, 100_000),
+        (10_000, 100_000, 1_000_000),
+        200,
+        500,
+        10_000,
+        2,
+        1_000,
+        1_000,
+        300,
+        100,
+        5,
+        100,
+        400,
+    ),
 }
 
 STATS_TENANT = "bench-stats"
@@ -118,11 +149,19 @@ def find_server(dsn: str | None) -> Any:
 
 async def server_info(conn: asyncpg.Connection) -> dict[str, str]:
     info = {"version": await conn.fetchval("SELECT version()")}
-    for name in ("shared_buffers", "synchronous_commit", "fsync", "work_mem",
-                 "max_connections", "jit", "effective_cache_size"):
+    for name in (
+        "shared_buffers",
+        "synchronous_commit",
+        "fsync",
+        "work_mem",
+        "max_connections",
+        "jit",
+        "effective_cache_size",
+    ):
         info[name] = await conn.fetchval(f"SHOW {name}")
-    info["pg_partman"] = str(bool(await conn.fetchval(
-        "SELECT count(*) FROM pg_extension WHERE extname = 'pg_partman'")))
+    info["pg_partman"] = str(
+        bool(await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'pg_partman'"))
+    )
     return info
 
 
@@ -141,9 +180,13 @@ def machine_info() -> dict[str, str]:
 
     loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
     return {
-        "cpu": cpu, "cores": str(os.cpu_count()), "memory": mem,
-        "os": platform.platform(), "python": sys.version.split()[0],
-        "asyncpg": asyncpg.__version__, "sqlalchemy": sqlalchemy.__version__,
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "os": platform.platform(),
+        "python": sys.version.split()[0],
+        "asyncpg": asyncpg.__version__,
+        "sqlalchemy": sqlalchemy.__version__,
         "event loop": loop,
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
@@ -166,8 +209,9 @@ def summary(samples: list[float]) -> dict[str, float]:
 Op = Callable[[int], Awaitable[Any]]
 
 
-async def interleaved(ops: dict[str, Op], n: int, blocks: int = 5, warmup: int = 5
-                      ) -> dict[str, dict[str, float]]:
+async def interleaved(
+    ops: dict[str, Op], n: int, blocks: int = 5, warmup: int = 5
+) -> dict[str, dict[str, float]]:
     """n timed calls per system, in `blocks` rounds of rotating order; call i gets index i."""
     samples: dict[str, list[float]] = {k: [] for k in ops}
     counters = dict.fromkeys(ops, 0)
@@ -178,7 +222,7 @@ async def interleaved(ops: dict[str, Op], n: int, blocks: int = 5, warmup: int =
     names = list(ops)
     per = max(1, n // blocks)
     for b in range(blocks):
-        order = names[b % len(names):] + names[: b % len(names)]
+        order = names[b % len(names) :] + names[: b % len(names)]
         for name in order:
             op = ops[name]
             for _ in range(per):
@@ -246,8 +290,13 @@ class Bench:
         self.results["pydbal_cache"] = {"uncached": how_u, "cached": how_c}
 
     async def teardown(self, keep: bool) -> None:
-        for closer in (self.pd.close, self.pd_cached.close, self.floor.close, self.peer.close,
-                       self.conn.close):
+        for closer in (
+            self.pd.close,
+            self.pd_cached.close,
+            self.floor.close,
+            self.peer.close,
+            self.conn.close,
+        ):
             with contextlib.suppress(Exception):
                 await closer()
         if not keep:
@@ -270,8 +319,9 @@ class Bench:
         await self.conn.execute("ANALYZE dbal.workflows")
         self.log(f"workflows: {len(self.loaded)} loaded ({time.perf_counter() - t:.1f}s)")
 
-    def sample_rows(self, n: int, pred: Callable[[data.WorkflowRow], bool] | None = None
-                    ) -> list[data.WorkflowRow]:
+    def sample_rows(
+        self, n: int, pred: Callable[[data.WorkflowRow], bool] | None = None
+    ) -> list[data.WorkflowRow]:
         pool = [r for r in self.loaded if pred is None or pred(r)]
         rng = random.Random(self.seed + len(self.loaded) + n)
         return [pool[rng.randrange(len(pool))] for _ in range(n)]
@@ -281,17 +331,22 @@ class Bench:
         systems = {"pydbal": self.pd, "floor": self.floor, "peer": self.peer}
         if kind == "get":
             rows = self.sample_rows(n + 10)
-            return {k: (lambda i, s=s: s.get(rows[i % len(rows)].tenant_id, rows[i % len(rows)].id))
-                    for k, s in systems.items()}
+            return {
+                k: (lambda i, s=s: s.get(rows[i % len(rows)].tenant_id, rows[i % len(rows)].id))
+                for k, s in systems.items()
+            }
         if kind == "list":
             tenants = [self.tenants[(i * 7919) % len(self.tenants)] for i in range(n + 10)]
-            return {k: (lambda i, s=s: s.list(tenants[i % len(tenants)]))
-                    for k, s in systems.items()}
+            return {
+                k: (lambda i, s=s: s.list(tenants[i % len(tenants)])) for k, s in systems.items()
+            }
         if kind == "search":
             terms = data.SEARCH_TERMS
             tenants = [self.tenants[(i * 7919) % len(self.tenants)] for i in range(n + 10)]
-            return {k: (lambda i, s=s: s.search(tenants[i % len(tenants)], terms[i % len(terms)]))
-                    for k, s in systems.items()}
+            return {
+                k: (lambda i, s=s: s.search(tenants[i % len(tenants)], terms[i % len(terms)]))
+                for k, s in systems.items()
+            }
         raise ValueError(kind)
 
     async def growth_point(self) -> None:
@@ -299,8 +354,9 @@ class Bench:
         g = self.results.setdefault("growth_wf", {"points": [], "data": {}})
         g["points"].append(point)
         for kind in ("get", "list", "search"):
-            res = await interleaved(self.read_ops(kind, self.size.growth_iters),
-                                    self.size.growth_iters)
+            res = await interleaved(
+                self.read_ops(kind, self.size.growth_iters), self.size.growth_iters
+            )
             for system, summ in res.items():
                 g["data"].setdefault(kind, {}).setdefault(system, []).append(summ["p50"])
         self.log(f"growth at {point} workflows measured")
@@ -317,8 +373,11 @@ class Bench:
 
     async def main_ops(self) -> None:
         n = self.size.iters
-        for kind, label in (("get", "get by id (uncached)"), ("list", "list page of 20 (uncached)"),
-                            ("search", "full-text search")):
+        for kind, label in (
+            ("get", "get by id (uncached)"),
+            ("list", "list page of 20 (uncached)"),
+            ("search", "full-text search"),
+        ):
             self.record_op(label, "ms", await interleaved(self.read_ops(kind, n), n))
 
         # cache hits: pydbal's default cache, repeated keys; the floor/peer figures are the
@@ -330,10 +389,14 @@ class Bench:
                 "pydbal": lambda i: self.pd_cached.get(hot[i % 20].tenant_id, hot[i % 20].id),
                 "floor": lambda i: self.floor.get(hot[i % 20].tenant_id, hot[i % 20].id),
                 "peer": lambda i: self.peer.get(hot[i % 20].tenant_id, hot[i % 20].id),
-            }, n, warmup=25)
+            },
+            n,
+            warmup=25,
+        )
         hits = cache_hits(self.pd_cached.db) - before
-        self.record_op("get by id (hot-cache hit)", "ms", res,
-                       f"cache hits counted during the run: {hits}")
+        self.record_op(
+            "get by id (hot-cache hit)", "ms", res, f"cache hits counted during the run: {hits}"
+        )
         self.results["cache_hits_get"] = hits
         warm_tenants = [self.tenants[i % len(self.tenants)] for i in range(10)]
         before = cache_hits(self.pd_cached.db)
@@ -342,41 +405,85 @@ class Bench:
                 "pydbal": lambda i: self.pd_cached.list(warm_tenants[i % 10]),
                 "floor": lambda i: self.floor.list(warm_tenants[i % 10]),
                 "peer": lambda i: self.peer.list(warm_tenants[i % 10]),
-            }, n, warmup=15)
+            },
+            n,
+            warmup=15,
+        )
         hits = cache_hits(self.pd_cached.db) - before
-        self.record_op("list page of 20 (warm-cache hit)", "ms", res,
-                       f"cache hits counted during the run: {hits}")
+        self.record_op(
+            "list page of 20 (warm-cache hit)",
+            "ms",
+            res,
+            f"cache hits counted during the run: {hits}",
+        )
         self.results["cache_hits_list"] = hits
 
         # writes
         w = self.size.write_iters
-        create_rows = {k: [self.gen.create_input(r) for r in self.gen.rows_for(f"bc-{k}", w + 10)]
-                       for k in ("pydbal", "floor", "peer")}
+        create_rows = {
+            k: [self.gen.create_input(r) for r in self.gen.rows_for(f"bc-{k}", w + 10)]
+            for k in ("pydbal", "floor", "peer")
+        }
         systems = {"pydbal": self.pd, "floor": self.floor, "peer": self.peer}
-        self.record_op("create", "ms", await interleaved(
-            {k: (lambda i, s=s, k=k: s.create(f"bc-{k}", create_rows[k][i]))
-             for k, s in systems.items()}, w))
+        self.record_op(
+            "create",
+            "ms",
+            await interleaved(
+                {
+                    k: (lambda i, s=s, k=k: s.create(f"bc-{k}", create_rows[k][i]))
+                    for k, s in systems.items()
+                },
+                w,
+            ),
+        )
         upd = self.sample_rows(w + 10)
-        self.record_op("update (description)", "ms", await interleaved(
-            {k: (lambda i, s=s: s.update(upd[i].tenant_id, upd[i].id, f"updated {i}"))
-             for k, s in systems.items()}, w))
+        self.record_op(
+            "update (description)",
+            "ms",
+            await interleaved(
+                {
+                    k: (lambda i, s=s: s.update(upd[i].tenant_id, upd[i].id, f"updated {i}"))
+                    for k, s in systems.items()
+                },
+                w,
+            ),
+        )
         lockable = self.sample_rows(w + 10, lambda r: r.enabled and self.shapes[r.shape].valid)
-        self.record_op("acquire + release lock", "ms", await interleaved(
-            {k: (lambda i, s=s: s.lock_cycle(lockable[i].tenant_id, lockable[i].id))
-             for k, s in systems.items()}, w))
+        self.record_op(
+            "acquire + release lock",
+            "ms",
+            await interleaved(
+                {
+                    k: (lambda i, s=s: s.lock_cycle(lockable[i].tenant_id, lockable[i].id))
+                    for k, s in systems.items()
+                },
+                w,
+            ),
+        )
 
         # record_execution, concurrency 1 and 16
         targets = self.sample_rows(16, lambda r: r.enabled and self.shapes[r.shape].valid)
         dur = [round(self.rng.lognormvariate(5.7, 1.0), 3) for _ in range(1000)]
-        self.record_op("record_execution (concurrency 1)", "ms", await interleaved(
-            {"pydbal": lambda i: self.pd.record(targets[i % 16].tenant_id, targets[i % 16].id,
-                                                dur[i % 1000]),
-             "floor": lambda i: self.floor.record(targets[i % 16].tenant_id, targets[i % 16].id,
-                                                  dur[i % 1000])}, w))
+        self.record_op(
+            "record_execution (concurrency 1)",
+            "ms",
+            await interleaved(
+                {
+                    "pydbal": lambda i: self.pd.record(
+                        targets[i % 16].tenant_id, targets[i % 16].id, dur[i % 1000]
+                    ),
+                    "floor": lambda i: self.floor.record(
+                        targets[i % 16].tenant_id, targets[i % 16].id, dur[i % 1000]
+                    ),
+                },
+                w,
+            ),
+        )
         conc: dict[str, Any] = {}
         per = self.size.record_per_worker
         for rnd in range(2):
             for name, fn in (("pydbal", self.pd.record), ("floor", self.floor.record_pooled)):
+
                 async def worker(t: data.WorkflowRow, fn: Any = fn) -> None:
                     for j in range(per):
                         await fn(t.tenant_id, t.id, dur[j % 1000])
@@ -387,8 +494,12 @@ class Bench:
                 if best is None or rate > best["rate"]:
                     conc[name] = {"rate": rate, "n": 16 * per, "seconds": elapsed}
             del rnd
-        self.record_op("record_execution (concurrency 16)", "executions/s", conc,
-                       "16 tasks, one workflow each, best of 2 rounds")
+        self.record_op(
+            "record_execution (concurrency 16)",
+            "executions/s",
+            conc,
+            "16 tasks, one workflow each, best of 2 rounds",
+        )
 
         # create_many
         cm_rows = [self.gen.create_input(r) for r in self.gen.rows_for("cm", self.size.create_many)]
@@ -400,9 +511,13 @@ class Bench:
                 rate = len(cm_rows) / secs
                 if k not in cm or rate > cm[k]["rate"]:
                     cm[k] = {"rate": rate, "n": len(cm_rows), "seconds": secs}
-        self.record_op(f"create_many({self.size.create_many})", "workflows/s", cm,
-                       f"one call, best of {self.size.create_many_rounds}; floor = one "
-                       "INSERT ... SELECT unnest(...)")
+        self.record_op(
+            f"create_many({self.size.create_many})",
+            "workflows/s",
+            cm,
+            f"one call, best of {self.size.create_many_rounds}; floor = one "
+            "INSERT ... SELECT unnest(...)",
+        )
 
         # export / import
         export_rows = self.gen.rows_for(EXPORT_TENANT, self.size.export)
@@ -419,16 +534,24 @@ class Bench:
                 blobs[k] = await s.export(EXPORT_TENANT, len(ids))
             secs = time.perf_counter() - t0
             ex[k] = {"rate": len(ids) / secs, "n": len(ids), "seconds": secs}
-        self.record_op(f"export {self.size.export} workflows", "workflows/s", ex,
-                       "pydbal: export() per workflow (there is no bulk export); floor/peer: one "
-                       "query; all serialise the bundles to JSON bytes")
+        self.record_op(
+            f"export {self.size.export} workflows",
+            "workflows/s",
+            ex,
+            "pydbal: export() per workflow (there is no bulk export); floor/peer: one "
+            "query; all serialise the bundles to JSON bytes",
+        )
         im: dict[str, Any] = {}
         for k, s in systems.items():
             secs = await timed(lambda s=s, k=k: s.import_(f"im-{k}", blobs["pydbal"]))
             im[k] = {"rate": len(ids) / secs, "n": len(ids), "seconds": secs}
-        self.record_op(f"import {self.size.export} workflows", "workflows/s", im,
-                       "pydbal: import_many(the pydbal export bytes); floor/peer: parse + bulk "
-                       "insert of the same bundles")
+        self.record_op(
+            f"import {self.size.export} workflows",
+            "workflows/s",
+            im,
+            "pydbal: import_many(the pydbal export bytes); floor/peer: parse + bulk "
+            "insert of the same bundles",
+        )
 
     async def executions(self) -> None:
         now = datetime.now(UTC)
@@ -439,45 +562,61 @@ class Bench:
         t = time.perf_counter()
         await data.insert_executions(
             self.conn,
-            [(r.tenant_id, r.id, f"bg{i}", self.size.background_per_workflow)
-             for i, r in enumerate(bg)],
+            [
+                (r.tenant_id, r.id, f"bg{i}", self.size.background_per_workflow)
+                for i, r in enumerate(bg)
+            ],
             now,
         )
-        self.log(f"background executions: {len(bg) * self.size.background_per_workflow} "
-                 f"({time.perf_counter() - t:.1f}s)")
+        self.log(
+            f"background executions: {len(bg) * self.size.background_per_workflow} "
+            f"({time.perf_counter() - t:.1f}s)"
+        )
         start, end = now - timedelta(days=30), now + timedelta(minutes=1)
         g = {"points": [], "pydbal": [], "floor": [], "checks": [], "agreement": []}
         loaded = 0
         for point in self.size.exec_points:
             t = time.perf_counter()
-            await data.insert_executions(self.conn, [(wf.tenant_id, wf.id, f"s{point}",
-                                                      point - loaded)], now)
+            await data.insert_executions(
+                self.conn, [(wf.tenant_id, wf.id, f"s{point}", point - loaded)], now
+            )
             loaded = point
             await self.conn.execute("ANALYZE dbal.workflow_executions")
             await self.conn.execute("ANALYZE dbal.workflow_stats_hourly")
             check = await data.check_rollups(self.conn, wf.tenant_id, wf.id)
-            self.log(f"stats workflow: {point} executions ({time.perf_counter() - t:.1f}s); "
-                     f"roll-ups agree with raw rows: {check['ok']}")
+            self.log(
+                f"stats workflow: {point} executions ({time.perf_counter() - t:.1f}s); "
+                f"roll-ups agree with raw rows: {check['ok']}"
+            )
             res_p = await interleaved(
                 {"pydbal": lambda i: self.pd.stats(wf.tenant_id, wf.id, start, end)},
-                self.size.stats_iters, blocks=1, warmup=3)
+                self.size.stats_iters,
+                blocks=1,
+                warmup=3,
+            )
             res_f = await interleaved(
                 {"floor": lambda i: self.floor.stats(wf.tenant_id, wf.id, start, end)},
-                self.size.floor_stats_iters, blocks=1, warmup=1)
+                self.size.floor_stats_iters,
+                blocks=1,
+                warmup=1,
+            )
             p = await self.pd.stats(wf.tenant_id, wf.id, start, end)
             f = await self.floor.stats(wf.tenant_id, wf.id, start, end)
             g["points"].append(point)
             g["pydbal"].append(res_p["pydbal"]["p50"])
             g["floor"].append(res_f["floor"]["p50"])
             g["checks"].append(check)
-            g["agreement"].append({
-                "total": (p.total, f["total"]),
-                "p50": (p.p50_ms, f["pct"][0] if f["pct"] else None),
-                "p95": (p.p95_ms, f["pct"][1] if f["pct"] else None),
-                "p99": (p.p99_ms, f["pct"][2] if f["pct"] else None),
-            })
-            self.record_op(f"execution stats, 30 days, {point} executions", "ms",
-                           {**res_p, **res_f})
+            g["agreement"].append(
+                {
+                    "total": (p.total, f["total"]),
+                    "p50": (p.p50_ms, f["pct"][0] if f["pct"] else None),
+                    "p95": (p.p95_ms, f["pct"][1] if f["pct"] else None),
+                    "p99": (p.p99_ms, f["pct"][2] if f["pct"] else None),
+                }
+            )
+            self.record_op(
+                f"execution stats, 30 days, {point} executions", "ms", {**res_p, **res_f}
+            )
         self.results["growth_exec"] = g
 
 
@@ -497,11 +636,16 @@ async def run(size_name: str, dsn: str | None, seed: int, keep: bool, out: Path)
             await b.teardown(keep)
         results = b.results
     results["size"] = {
-        "name": size.name, "tenants": size.tenants, "workflows": size.wf_points[-1],
-        "workflow points": list(size.wf_points), "execution points": list(size.exec_points),
+        "name": size.name,
+        "tenants": size.tenants,
+        "workflows": size.wf_points[-1],
+        "workflow points": list(size.wf_points),
+        "execution points": list(size.exec_points),
         "background executions": size.background_workflows * size.background_per_workflow,
-        "create_many": size.create_many, "export/import": size.export,
-        "latency samples per system": size.iters, "seed": seed,
+        "create_many": size.create_many,
+        "export/import": size.export,
+        "latency samples per system": size.iters,
+        "seed": seed,
     }
     results["elapsed_s"] = time.perf_counter() - t0
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -522,8 +666,9 @@ def read_analysis() -> str | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--size", choices=sorted(SIZES), default="quick")
-    ap.add_argument("--dsn", help="superuser DSN (default: $PYDBAL_BENCH_DSN, testcontainers, "
-                                  "embedded)")
+    ap.add_argument(
+        "--dsn", help="superuser DSN (default: $PYDBAL_BENCH_DSN, testcontainers, embedded)"
+    )
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--keep", action="store_true", help="keep the benchmark database")
     ap.add_argument("--out", type=Path, default=RESULTS, help="report directory")

@@ -326,6 +326,7 @@ RESET ROLE;
 -- workflow_stats_hourly per workflow per hour: counts by status, sum/min/max of durations and a
 --                      log-scale duration histogram, updated in the same transaction as the
 --                      execution row, so statistics never scan every execution.
+-- workflow_stats_daily the same per UTC day, so a 30-day window merges 30 histograms, not 720.
 -- All three are written only by dbal.record_execution (sql/41_record_execution.sql).
 
 SET LOCAL ROLE @owner_role@;
@@ -401,6 +402,27 @@ CREATE TABLE dbal.workflow_stats_hourly (
 
 COMMENT ON TABLE dbal.workflow_stats_hourly IS
     'Hourly roll-up of executions per workflow; maintained by dbal.record_execution.';
+
+CREATE TABLE dbal.workflow_stats_daily (
+    tenant_id     text        NOT NULL,
+    workflow_id   uuid        NOT NULL,
+    day           timestamptz NOT NULL,   -- date_trunc('day', started_at, 'UTC')
+    success       bigint      NOT NULL DEFAULT 0,
+    failure       bigint      NOT NULL DEFAULT 0,
+    pending       bigint      NOT NULL DEFAULT 0,
+    timeout       bigint      NOT NULL DEFAULT 0,
+    finished      bigint      NOT NULL DEFAULT 0,
+    sum_ms        double precision NOT NULL DEFAULT 0,
+    min_ms        double precision,
+    max_ms        double precision,
+    hist          integer[]   NOT NULL DEFAULT array_fill(0, ARRAY[240]),
+    CONSTRAINT workflow_stats_daily_pkey PRIMARY KEY (tenant_id, workflow_id, day),
+    CONSTRAINT workflow_stats_daily_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
+        REFERENCES dbal.workflows (tenant_id, id) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE dbal.workflow_stats_daily IS
+    'Daily (UTC) roll-up of executions per workflow; maintained by dbal.record_execution.';
 
 RESET ROLE;
 
@@ -829,8 +851,10 @@ RESET ROLE;
 
 SET LOCAL ROLE @owner_role@;
 
--- rollup_add(...): adds one execution to its hour of workflow_stats_hourly. p_delta = 1 adds a
--- run with p_status; p_from_pending = true moves a run recorded as pending to p_status.
+-- rollup_add(...): adds one execution to its hour in workflow_stats_hourly and its day in
+-- workflow_stats_daily (UTC). A new run adds one to p_status's count; p_from_pending = true moves a
+-- run recorded as pending to p_status. A finished run with a duration also adds to finished, sum,
+-- min, max and its histogram bucket.
 CREATE FUNCTION dbal.rollup_add(
         p_tenant text, p_workflow uuid, p_started_at timestamptz, p_status text,
         p_duration_ms double precision, p_from_pending boolean)
@@ -839,33 +863,39 @@ CREATE FUNCTION dbal.rollup_add(
     AS $$
 DECLARE
     v_final boolean := p_status <> 'pending' AND p_duration_ms IS NOT NULL;
-    v_bucket integer := CASE WHEN p_status <> 'pending' THEN dbal.duration_bucket(p_duration_ms) END;
-    v_hour timestamptz := date_trunc('hour', p_started_at, 'UTC');
-    v_fin integer := CASE WHEN v_final THEN 1 ELSE 0 END;
+    v_bucket integer := CASE WHEN v_final THEN dbal.duration_bucket(p_duration_ms) ELSE 0 END;
+    v_fin integer := v_final::integer;
+    v_success integer := (p_status = 'success')::integer;
+    v_failure integer := (p_status = 'failure')::integer;
+    v_timeout integer := (p_status = 'timeout')::integer;
     v_pending integer := CASE WHEN p_status = 'pending' THEN 1 WHEN p_from_pending THEN -1 ELSE 0 END;
+    v_sum double precision := CASE WHEN v_final THEN p_duration_ms ELSE 0 END;
+    v_ms double precision := CASE WHEN v_final THEN p_duration_ms END;
+    v_hist integer[] := array_fill(0, ARRAY[v_bucket]) || v_fin || array_fill(0, ARRAY[239 - v_bucket]);
 BEGIN
+    -- The two statements differ only in table and period column; keep them in step.
     INSERT INTO dbal.workflow_stats_hourly AS s
            (tenant_id, workflow_id, hour, success, failure, pending, timeout, finished,
             sum_ms, min_ms, max_ms, hist)
-    VALUES (p_tenant, p_workflow, v_hour,
-            (p_status = 'success')::integer, (p_status = 'failure')::integer,
-            greatest(v_pending, 0), (p_status = 'timeout')::integer, v_fin,
-            CASE WHEN v_final THEN p_duration_ms ELSE 0 END,
-            CASE WHEN v_final THEN p_duration_ms END,
-            CASE WHEN v_final THEN p_duration_ms END,
-            CASE WHEN v_final
-                 THEN array_fill(0, ARRAY[v_bucket]) || 1 || array_fill(0, ARRAY[239 - v_bucket])
-                 ELSE array_fill(0, ARRAY[240]) END)
+    VALUES (p_tenant, p_workflow, date_trunc('hour', p_started_at, 'UTC'), v_success, v_failure,
+            greatest(v_pending, 0), v_timeout, v_fin, v_sum, v_ms, v_ms, v_hist)
     ON CONFLICT (tenant_id, workflow_id, hour) DO UPDATE SET
-        success  = s.success + (p_status = 'success')::integer,
-        failure  = s.failure + (p_status = 'failure')::integer,
-        pending  = s.pending + v_pending,
-        timeout  = s.timeout + (p_status = 'timeout')::integer,
-        finished = s.finished + v_fin,
-        sum_ms   = s.sum_ms + CASE WHEN v_final THEN p_duration_ms ELSE 0 END,
-        min_ms   = CASE WHEN v_final THEN least(s.min_ms, p_duration_ms) ELSE s.min_ms END,
-        max_ms   = CASE WHEN v_final THEN greatest(s.max_ms, p_duration_ms) ELSE s.max_ms END,
-        hist[coalesce(v_bucket, 0) + 1] = s.hist[coalesce(v_bucket, 0) + 1] + v_fin;
+        success = s.success + v_success, failure = s.failure + v_failure,
+        pending = s.pending + v_pending, timeout = s.timeout + v_timeout,
+        finished = s.finished + v_fin, sum_ms = s.sum_ms + v_sum,
+        min_ms = least(s.min_ms, v_ms), max_ms = greatest(s.max_ms, v_ms),
+        hist[v_bucket + 1] = s.hist[v_bucket + 1] + v_fin;
+    INSERT INTO dbal.workflow_stats_daily AS s
+           (tenant_id, workflow_id, day, success, failure, pending, timeout, finished,
+            sum_ms, min_ms, max_ms, hist)
+    VALUES (p_tenant, p_workflow, date_trunc('day', p_started_at, 'UTC'), v_success, v_failure,
+            greatest(v_pending, 0), v_timeout, v_fin, v_sum, v_ms, v_ms, v_hist)
+    ON CONFLICT (tenant_id, workflow_id, day) DO UPDATE SET
+        success = s.success + v_success, failure = s.failure + v_failure,
+        pending = s.pending + v_pending, timeout = s.timeout + v_timeout,
+        finished = s.finished + v_fin, sum_ms = s.sum_ms + v_sum,
+        min_ms = least(s.min_ms, v_ms), max_ms = greatest(s.max_ms, v_ms),
+        hist[v_bucket + 1] = s.hist[v_bucket + 1] + v_fin;
 END
 $$;
 
@@ -1015,13 +1045,14 @@ SET LOCAL ROLE @owner_role@;
 
 -- execution_stats(workflow, from, to): statistics of the executions that started in [from, to)
 -- (from NULL = the beginning, to NULL = now).
--- Counts, success rate, average, min and max are exact: whole hours come from the hourly
--- roll-up, the partial hours at the window's edges from the execution rows, so the cost does
--- not grow with the number of executions. success_rate = success / (success + failure +
--- timeout), NULL when none finished. p50/p95/p99 are nearest-rank percentiles over finished runs
--- read from the merged log-scale histogram (factor 1.1 per bucket), reported as the bucket's
--- geometric midpoint clamped to [min, max]: within 4.9 % of the exact nearest-rank value for
--- durations of 1 ms and more (below 1 ms, within 0.5 ms).
+-- The window is cut into whole UTC days (read from workflow_stats_daily), the whole hours around
+-- them (workflow_stats_hourly) and the partial hours at its edges (the execution rows), so the
+-- cost depends on the window's shape, not on the number of executions. Counts, success rate,
+-- average, min and max are exact. success_rate = success / (success + failure + timeout), NULL
+-- when none finished. p50/p95/p99 are nearest-rank percentiles over finished runs read from the
+-- merged log-scale histogram (factor 1.1 per bucket), reported as the bucket's geometric
+-- midpoint clamped to [min, max]: within 4.9 % of the exact nearest-rank value for durations of
+-- 1 ms and more (below 1 ms, within 0.5 ms).
 -- WORKFLOW_NOT_FOUND (4041) for a workflow that is not the tenant's.
 CREATE FUNCTION dbal.execution_stats(
         p_workflow uuid, p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL,
@@ -1034,87 +1065,102 @@ CREATE FUNCTION dbal.execution_stats(
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    -- plans are made per call: a generic plan would lock every partition of the executions
+    SET plan_cache_mode = force_custom_plan
     AS $$
 #variable_conflict use_column
 DECLARE
     v_tenant text := dbal.enter(p_tenant, p_user, p_role);
     v_from timestamptz := coalesce(p_from, '-infinity');
     v_to timestamptz := coalesce(p_to, clock_timestamp());
-    -- whole hours [v_h1, v_h2) come from the roll-up
-    v_h1 timestamptz;
-    v_h2 timestamptz;
+    v_h1 timestamptz;  -- first whole hour
+    v_h2 timestamptz;  -- end of the last whole hour
+    v_d1 timestamptz;  -- first whole day
+    v_d2 timestamptz;  -- end of the last whole day
+    v_last_at timestamptz;
+    v_last_status text;
 BEGIN
-    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow;
+    SELECT w.last_executed_at, w.last_execution_status INTO v_last_at, v_last_status
+      FROM dbal.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow;
     IF NOT FOUND THEN
         PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_workflow));
     END IF;
-    IF v_from = '-infinity' THEN
-        v_h1 := '-infinity';
-    ELSE
-        v_h1 := date_trunc('hour', v_from, 'UTC');
-        IF v_h1 < v_from THEN v_h1 := v_h1 + interval '1 hour'; END IF;
+    IF v_to < v_from THEN
+        v_to := v_from;
     END IF;
-    v_h2 := date_trunc('hour', v_to, 'UTC');
-    IF v_h2 < v_h1 THEN v_h2 := v_h1; END IF;
+    -- [v_from, v_h1) rows | [v_h1, v_d1) hours | [v_d1, v_d2) days | [v_d2, v_h2) hours | [v_h2, v_to) rows
+    v_h1 := date_trunc('hour', v_from, 'UTC');
+    IF v_h1 < v_from THEN v_h1 := v_h1 + interval '1 hour'; END IF;
+    v_h2 := greatest(date_trunc('hour', v_to, 'UTC'), v_h1);
+    v_d1 := date_trunc('day', v_h1, 'UTC');
+    IF v_d1 < v_h1 THEN v_d1 := v_d1 + interval '1 day'; END IF;
+    v_d2 := date_trunc('day', v_h2, 'UTC');
+    IF v_d2 < v_d1 THEN
+        v_d1 := v_h2;  -- no whole day: hours cover [v_h1, v_h2)
+        v_d2 := v_h2;
+    END IF;
+    v_h1 := least(v_h1, v_to);
 
-    RETURN QUERY
-    WITH parts AS (
-        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
-               s.max_ms, s.hist
-          FROM dbal.workflow_stats_hourly s
-         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
-           AND s.hour >= v_h1 AND s.hour < v_h2
-        UNION ALL
-        SELECT (e.status = 'success')::int, (e.status = 'failure')::int,
-               (e.status = 'pending')::int, (e.status = 'timeout')::int,
-               (e.status <> 'pending' AND e.duration_ms IS NOT NULL)::int,
-               coalesce(CASE WHEN e.status <> 'pending' THEN e.duration_ms END, 0),
-               CASE WHEN e.status <> 'pending' THEN e.duration_ms END,
-               CASE WHEN e.status <> 'pending' THEN e.duration_ms END,
-               NULL::integer[]
-          FROM dbal.workflow_executions e
-         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
-           AND ((e.started_at >= v_from AND e.started_at < least(v_h1, v_to))
-                OR (e.started_at >= greatest(v_h2, v_from) AND e.started_at < v_to))
-    ), edge_buckets AS (
-        SELECT dbal.duration_bucket(e.duration_ms) AS b, count(*) AS n
-          FROM dbal.workflow_executions e
-         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
-           AND e.status <> 'pending' AND e.duration_ms IS NOT NULL
-           AND ((e.started_at >= v_from AND e.started_at < least(v_h1, v_to))
-                OR (e.started_at >= greatest(v_h2, v_from) AND e.started_at < v_to))
-         GROUP BY 1
-    ), buckets AS (
-        SELECT b, sum(n) AS n FROM (
-            SELECT (u.ord - 1)::int AS b, u.n::bigint AS n
-              FROM dbal.workflow_stats_hourly s, unnest(s.hist) WITH ORDINALITY AS u(n, ord)
-             WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
-               AND s.hour >= v_h1 AND s.hour < v_h2 AND u.n > 0
-            UNION ALL
-            SELECT eb.b, eb.n FROM edge_buckets eb
-        ) x GROUP BY b
-    ), cum AS (
-        SELECT b, sum(n) OVER (ORDER BY b) AS c FROM buckets
-    ), agg AS (
-        SELECT coalesce(sum(p.success), 0)::bigint AS success,
-               coalesce(sum(p.failure), 0)::bigint AS failure,
-               coalesce(sum(p.pending), 0)::bigint AS pending,
-               coalesce(sum(p.timeout), 0)::bigint AS timeout,
-               coalesce(sum(p.finished), 0)::bigint AS finished,
-               sum(p.sum_ms) AS sum_ms, min(p.min_ms) AS min_ms, max(p.max_ms) AS max_ms
-          FROM parts p
-    ), last_exec AS (
-        SELECT e.started_at, e.status
+    -- The last execution of the window is usually the workflow's last one (windows ending now).
+    IF NOT (v_last_at >= v_from AND v_last_at < v_to) THEN
+        SELECT e.started_at, e.status INTO v_last_at, v_last_status
           FROM dbal.workflow_executions e
          WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
            AND e.started_at >= v_from AND e.started_at < v_to
          ORDER BY e.started_at DESC
-         LIMIT 1
+         LIMIT 1;
+    END IF;
+
+    RETURN QUERY
+    WITH edge_rows AS MATERIALIZED (
+        SELECT e.status, CASE WHEN e.status <> 'pending' THEN e.duration_ms END AS ms
+          FROM dbal.workflow_executions e
+         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
+           AND ((e.started_at >= v_from AND e.started_at < v_h1)
+                OR (e.started_at >= v_h2 AND e.started_at < v_to))
+    ), rollups AS MATERIALIZED (
+        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
+               s.max_ms, s.hist
+          FROM dbal.workflow_stats_daily s
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
+           AND s.day >= v_d1 AND s.day < v_d2
+        UNION ALL
+        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
+               s.max_ms, s.hist
+          FROM dbal.workflow_stats_hourly s
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
+           AND ((s.hour >= v_h1 AND s.hour < v_d1) OR (s.hour >= v_d2 AND s.hour < v_h2))
+    ), agg AS (
+        SELECT sum(x.success)::bigint AS success, sum(x.failure)::bigint AS failure,
+               sum(x.pending)::bigint AS pending, sum(x.timeout)::bigint AS timeout,
+               sum(x.finished)::bigint AS finished, sum(x.sum_ms) AS sum_ms,
+               min(x.min_ms) AS min_ms, max(x.max_ms) AS max_ms
+          FROM (SELECT r.success, r.failure, r.pending, r.timeout, r.finished, r.sum_ms,
+                       r.min_ms, r.max_ms
+                  FROM rollups r
+                UNION ALL
+                SELECT count(*) FILTER (WHERE er.status = 'success'),
+                       count(*) FILTER (WHERE er.status = 'failure'),
+                       count(*) FILTER (WHERE er.status = 'pending'),
+                       count(*) FILTER (WHERE er.status = 'timeout'),
+                       count(er.ms), coalesce(sum(er.ms), 0), min(er.ms), max(er.ms)
+                  FROM edge_rows er) x
+    ), buckets AS (
+        SELECT b, sum(n) AS n FROM (
+            SELECT (u.ord - 1)::integer AS b, u.n::bigint AS n
+              FROM rollups r, unnest(r.hist) WITH ORDINALITY AS u(n, ord)
+             WHERE r.finished > 0 AND u.n > 0
+            UNION ALL
+            SELECT dbal.duration_bucket(er.ms), 1 FROM edge_rows er WHERE er.ms IS NOT NULL
+        ) y GROUP BY b
+    ), cum AS (
+        SELECT b, sum(n) OVER (ORDER BY b) AS c FROM buckets
     ), pct AS (
         -- nearest rank: the smallest bucket whose cumulative count reaches ceil(p * finished)
-        SELECT q.p, dbal.bucket_value((SELECT min(c.b) FROM cum c
-                                        WHERE c.c >= greatest(ceil(q.p * a.finished), 1))) AS v
-          FROM (VALUES (0.50), (0.95), (0.99)) AS q(p), agg a
+        SELECT min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.50 * a.finished), 1)) AS b50,
+               min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.95 * a.finished), 1)) AS b95,
+               min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.99 * a.finished), 1)) AS b99
+          FROM cum c, agg a
     )
     SELECT a.success + a.failure + a.pending + a.timeout,
            a.success, a.failure, a.pending, a.timeout,
@@ -1122,11 +1168,12 @@ BEGIN
                 THEN a.success::float8 / (a.success + a.failure + a.timeout) END,
            CASE WHEN a.finished > 0 THEN a.sum_ms / a.finished END,
            a.min_ms, a.max_ms,
-           (SELECT least(greatest(x.v, a.min_ms), a.max_ms) FROM pct x WHERE x.p = 0.50),
-           (SELECT least(greatest(x.v, a.min_ms), a.max_ms) FROM pct x WHERE x.p = 0.95),
-           (SELECT least(greatest(x.v, a.min_ms), a.max_ms) FROM pct x WHERE x.p = 0.99),
-           (SELECT l.started_at FROM last_exec l), (SELECT l.status FROM last_exec l)
-      FROM agg a;
+           least(greatest(dbal.bucket_value(p.b50), a.min_ms), a.max_ms),
+           least(greatest(dbal.bucket_value(p.b95), a.min_ms), a.max_ms),
+           least(greatest(dbal.bucket_value(p.b99), a.min_ms), a.max_ms),
+           CASE WHEN v_last_at >= v_from AND v_last_at < v_to THEN v_last_at END,
+           CASE WHEN v_last_at >= v_from AND v_last_at < v_to THEN v_last_status END
+      FROM agg a, pct p;
 END
 $$;
 
@@ -1164,6 +1211,8 @@ ALTER TABLE dbal.execution_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dbal.execution_keys FORCE ROW LEVEL SECURITY;
 ALTER TABLE dbal.workflow_stats_hourly ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dbal.workflow_stats_hourly FORCE ROW LEVEL SECURITY;
+ALTER TABLE dbal.workflow_stats_daily ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dbal.workflow_stats_daily FORCE ROW LEVEL SECURITY;
 
 -- workflows ------------------------------------------------------------------------------------
 CREATE POLICY workflows_app_select ON dbal.workflows FOR SELECT TO @app_role@
@@ -1207,6 +1256,10 @@ CREATE POLICY execution_keys_owner_all ON dbal.execution_keys FOR ALL TO @owner_
 CREATE POLICY workflow_stats_hourly_app_select ON dbal.workflow_stats_hourly FOR SELECT TO @app_role@
     USING (tenant_id = dbal.ctx_tenant());
 CREATE POLICY workflow_stats_hourly_owner_all ON dbal.workflow_stats_hourly FOR ALL TO @owner_role@
+    USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
+CREATE POLICY workflow_stats_daily_app_select ON dbal.workflow_stats_daily FOR SELECT TO @app_role@
+    USING (tenant_id = dbal.ctx_tenant());
+CREATE POLICY workflow_stats_daily_owner_all ON dbal.workflow_stats_daily FOR ALL TO @owner_role@
     USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
 
 RESET ROLE;
@@ -1783,7 +1836,7 @@ GRANT UPDATE (name, description, nodes, edges, enabled, version, variables, conf
               valid_until, validator_version)
     ON dbal.workflows TO @app_role@;
 GRANT SELECT ON dbal.workflow_versions, dbal.audit_log, dbal.workflow_executions,
-                dbal.execution_keys, dbal.workflow_stats_hourly
+                dbal.execution_keys, dbal.workflow_stats_hourly, dbal.workflow_stats_daily
     TO @app_role@;
 
 GRANT EXECUTE ON FUNCTION

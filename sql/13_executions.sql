@@ -9,6 +9,7 @@
 -- workflow_stats_hourly per workflow per hour: counts by status, sum/min/max of durations and a
 --                      log-scale duration histogram, updated in the same transaction as the
 --                      execution row, so statistics never scan every execution.
+-- workflow_stats_daily the same per UTC day, so a 30-day window merges 30 histograms, not 720.
 -- All three are written only by dbal.record_execution (sql/41_record_execution.sql).
 
 SET LOCAL ROLE @owner_role@;
@@ -84,5 +85,26 @@ CREATE TABLE dbal.workflow_stats_hourly (
 
 COMMENT ON TABLE dbal.workflow_stats_hourly IS
     'Hourly roll-up of executions per workflow; maintained by dbal.record_execution.';
+
+CREATE TABLE dbal.workflow_stats_daily (
+    tenant_id     text        NOT NULL,
+    workflow_id   uuid        NOT NULL,
+    day           timestamptz NOT NULL,   -- date_trunc('day', started_at, 'UTC')
+    success       bigint      NOT NULL DEFAULT 0,
+    failure       bigint      NOT NULL DEFAULT 0,
+    pending       bigint      NOT NULL DEFAULT 0,
+    timeout       bigint      NOT NULL DEFAULT 0,
+    finished      bigint      NOT NULL DEFAULT 0,
+    sum_ms        double precision NOT NULL DEFAULT 0,
+    min_ms        double precision,
+    max_ms        double precision,
+    hist          integer[]   NOT NULL DEFAULT array_fill(0, ARRAY[240]),
+    CONSTRAINT workflow_stats_daily_pkey PRIMARY KEY (tenant_id, workflow_id, day),
+    CONSTRAINT workflow_stats_daily_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
+        REFERENCES dbal.workflows (tenant_id, id) ON DELETE CASCADE
+);
+
+COMMENT ON TABLE dbal.workflow_stats_daily IS
+    'Daily (UTC) roll-up of executions per workflow; maintained by dbal.record_execution.';
 
 RESET ROLE;

@@ -3,8 +3,10 @@
 
 SET LOCAL ROLE @owner_role@;
 
--- rollup_add(...): adds one execution to its hour of workflow_stats_hourly. p_delta = 1 adds a
--- run with p_status; p_from_pending = true moves a run recorded as pending to p_status.
+-- rollup_add(...): adds one execution to its hour in workflow_stats_hourly and its day in
+-- workflow_stats_daily (UTC). A new run adds one to p_status's count; p_from_pending = true moves a
+-- run recorded as pending to p_status. A finished run with a duration also adds to finished, sum,
+-- min, max and its histogram bucket.
 CREATE FUNCTION dbal.rollup_add(
         p_tenant text, p_workflow uuid, p_started_at timestamptz, p_status text,
         p_duration_ms double precision, p_from_pending boolean)
@@ -13,33 +15,39 @@ CREATE FUNCTION dbal.rollup_add(
     AS $$
 DECLARE
     v_final boolean := p_status <> 'pending' AND p_duration_ms IS NOT NULL;
-    v_bucket integer := CASE WHEN p_status <> 'pending' THEN dbal.duration_bucket(p_duration_ms) END;
-    v_hour timestamptz := date_trunc('hour', p_started_at, 'UTC');
-    v_fin integer := CASE WHEN v_final THEN 1 ELSE 0 END;
+    v_bucket integer := CASE WHEN v_final THEN dbal.duration_bucket(p_duration_ms) ELSE 0 END;
+    v_fin integer := v_final::integer;
+    v_success integer := (p_status = 'success')::integer;
+    v_failure integer := (p_status = 'failure')::integer;
+    v_timeout integer := (p_status = 'timeout')::integer;
     v_pending integer := CASE WHEN p_status = 'pending' THEN 1 WHEN p_from_pending THEN -1 ELSE 0 END;
+    v_sum double precision := CASE WHEN v_final THEN p_duration_ms ELSE 0 END;
+    v_ms double precision := CASE WHEN v_final THEN p_duration_ms END;
+    v_hist integer[] := array_fill(0, ARRAY[v_bucket]) || v_fin || array_fill(0, ARRAY[239 - v_bucket]);
 BEGIN
+    -- The two statements differ only in table and period column; keep them in step.
     INSERT INTO dbal.workflow_stats_hourly AS s
            (tenant_id, workflow_id, hour, success, failure, pending, timeout, finished,
             sum_ms, min_ms, max_ms, hist)
-    VALUES (p_tenant, p_workflow, v_hour,
-            (p_status = 'success')::integer, (p_status = 'failure')::integer,
-            greatest(v_pending, 0), (p_status = 'timeout')::integer, v_fin,
-            CASE WHEN v_final THEN p_duration_ms ELSE 0 END,
-            CASE WHEN v_final THEN p_duration_ms END,
-            CASE WHEN v_final THEN p_duration_ms END,
-            CASE WHEN v_final
-                 THEN array_fill(0, ARRAY[v_bucket]) || 1 || array_fill(0, ARRAY[239 - v_bucket])
-                 ELSE array_fill(0, ARRAY[240]) END)
+    VALUES (p_tenant, p_workflow, date_trunc('hour', p_started_at, 'UTC'), v_success, v_failure,
+            greatest(v_pending, 0), v_timeout, v_fin, v_sum, v_ms, v_ms, v_hist)
     ON CONFLICT (tenant_id, workflow_id, hour) DO UPDATE SET
-        success  = s.success + (p_status = 'success')::integer,
-        failure  = s.failure + (p_status = 'failure')::integer,
-        pending  = s.pending + v_pending,
-        timeout  = s.timeout + (p_status = 'timeout')::integer,
-        finished = s.finished + v_fin,
-        sum_ms   = s.sum_ms + CASE WHEN v_final THEN p_duration_ms ELSE 0 END,
-        min_ms   = CASE WHEN v_final THEN least(s.min_ms, p_duration_ms) ELSE s.min_ms END,
-        max_ms   = CASE WHEN v_final THEN greatest(s.max_ms, p_duration_ms) ELSE s.max_ms END,
-        hist[coalesce(v_bucket, 0) + 1] = s.hist[coalesce(v_bucket, 0) + 1] + v_fin;
+        success = s.success + v_success, failure = s.failure + v_failure,
+        pending = s.pending + v_pending, timeout = s.timeout + v_timeout,
+        finished = s.finished + v_fin, sum_ms = s.sum_ms + v_sum,
+        min_ms = least(s.min_ms, v_ms), max_ms = greatest(s.max_ms, v_ms),
+        hist[v_bucket + 1] = s.hist[v_bucket + 1] + v_fin;
+    INSERT INTO dbal.workflow_stats_daily AS s
+           (tenant_id, workflow_id, day, success, failure, pending, timeout, finished,
+            sum_ms, min_ms, max_ms, hist)
+    VALUES (p_tenant, p_workflow, date_trunc('day', p_started_at, 'UTC'), v_success, v_failure,
+            greatest(v_pending, 0), v_timeout, v_fin, v_sum, v_ms, v_ms, v_hist)
+    ON CONFLICT (tenant_id, workflow_id, day) DO UPDATE SET
+        success = s.success + v_success, failure = s.failure + v_failure,
+        pending = s.pending + v_pending, timeout = s.timeout + v_timeout,
+        finished = s.finished + v_fin, sum_ms = s.sum_ms + v_sum,
+        min_ms = least(s.min_ms, v_ms), max_ms = greatest(s.max_ms, v_ms),
+        hist[v_bucket + 1] = s.hist[v_bucket + 1] + v_fin;
 END
 $$;
 

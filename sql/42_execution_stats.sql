@@ -4,13 +4,14 @@ SET LOCAL ROLE @owner_role@;
 
 -- execution_stats(workflow, from, to): statistics of the executions that started in [from, to)
 -- (from NULL = the beginning, to NULL = now).
--- Counts, success rate, average, min and max are exact: whole hours come from the hourly
--- roll-up, the partial hours at the window's edges from the execution rows, so the cost does
--- not grow with the number of executions. success_rate = success / (success + failure +
--- timeout), NULL when none finished. p50/p95/p99 are nearest-rank percentiles over finished runs
--- read from the merged log-scale histogram (factor 1.1 per bucket), reported as the bucket's
--- geometric midpoint clamped to [min, max]: within 4.9 % of the exact nearest-rank value for
--- durations of 1 ms and more (below 1 ms, within 0.5 ms).
+-- The window is cut into whole UTC days (read from workflow_stats_daily), the whole hours around
+-- them (workflow_stats_hourly) and the partial hours at its edges (the execution rows), so the
+-- cost depends on the window's shape, not on the number of executions. Counts, success rate,
+-- average, min and max are exact. success_rate = success / (success + failure + timeout), NULL
+-- when none finished. p50/p95/p99 are nearest-rank percentiles over finished runs read from the
+-- merged log-scale histogram (factor 1.1 per bucket), reported as the bucket's geometric
+-- midpoint clamped to [min, max]: within 4.9 % of the exact nearest-rank value for durations of
+-- 1 ms and more (below 1 ms, within 0.5 ms).
 -- WORKFLOW_NOT_FOUND (4041) for a workflow that is not the tenant's.
 CREATE FUNCTION dbal.execution_stats(
         p_workflow uuid, p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL,
@@ -23,87 +24,102 @@ CREATE FUNCTION dbal.execution_stats(
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    -- plans are made per call: a generic plan would lock every partition of the executions
+    SET plan_cache_mode = force_custom_plan
     AS $$
 #variable_conflict use_column
 DECLARE
     v_tenant text := dbal.enter(p_tenant, p_user, p_role);
     v_from timestamptz := coalesce(p_from, '-infinity');
     v_to timestamptz := coalesce(p_to, clock_timestamp());
-    -- whole hours [v_h1, v_h2) come from the roll-up
-    v_h1 timestamptz;
-    v_h2 timestamptz;
+    v_h1 timestamptz;  -- first whole hour
+    v_h2 timestamptz;  -- end of the last whole hour
+    v_d1 timestamptz;  -- first whole day
+    v_d2 timestamptz;  -- end of the last whole day
+    v_last_at timestamptz;
+    v_last_status text;
 BEGIN
-    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow;
+    SELECT w.last_executed_at, w.last_execution_status INTO v_last_at, v_last_status
+      FROM dbal.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow;
     IF NOT FOUND THEN
         PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_workflow));
     END IF;
-    IF v_from = '-infinity' THEN
-        v_h1 := '-infinity';
-    ELSE
-        v_h1 := date_trunc('hour', v_from, 'UTC');
-        IF v_h1 < v_from THEN v_h1 := v_h1 + interval '1 hour'; END IF;
+    IF v_to < v_from THEN
+        v_to := v_from;
     END IF;
-    v_h2 := date_trunc('hour', v_to, 'UTC');
-    IF v_h2 < v_h1 THEN v_h2 := v_h1; END IF;
+    -- [v_from, v_h1) rows | [v_h1, v_d1) hours | [v_d1, v_d2) days | [v_d2, v_h2) hours | [v_h2, v_to) rows
+    v_h1 := date_trunc('hour', v_from, 'UTC');
+    IF v_h1 < v_from THEN v_h1 := v_h1 + interval '1 hour'; END IF;
+    v_h2 := greatest(date_trunc('hour', v_to, 'UTC'), v_h1);
+    v_d1 := date_trunc('day', v_h1, 'UTC');
+    IF v_d1 < v_h1 THEN v_d1 := v_d1 + interval '1 day'; END IF;
+    v_d2 := date_trunc('day', v_h2, 'UTC');
+    IF v_d2 < v_d1 THEN
+        v_d1 := v_h2;  -- no whole day: hours cover [v_h1, v_h2)
+        v_d2 := v_h2;
+    END IF;
+    v_h1 := least(v_h1, v_to);
 
-    RETURN QUERY
-    WITH parts AS (
-        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
-               s.max_ms, s.hist
-          FROM dbal.workflow_stats_hourly s
-         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
-           AND s.hour >= v_h1 AND s.hour < v_h2
-        UNION ALL
-        SELECT (e.status = 'success')::int, (e.status = 'failure')::int,
-               (e.status = 'pending')::int, (e.status = 'timeout')::int,
-               (e.status <> 'pending' AND e.duration_ms IS NOT NULL)::int,
-               coalesce(CASE WHEN e.status <> 'pending' THEN e.duration_ms END, 0),
-               CASE WHEN e.status <> 'pending' THEN e.duration_ms END,
-               CASE WHEN e.status <> 'pending' THEN e.duration_ms END,
-               NULL::integer[]
-          FROM dbal.workflow_executions e
-         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
-           AND ((e.started_at >= v_from AND e.started_at < least(v_h1, v_to))
-                OR (e.started_at >= greatest(v_h2, v_from) AND e.started_at < v_to))
-    ), edge_buckets AS (
-        SELECT dbal.duration_bucket(e.duration_ms) AS b, count(*) AS n
-          FROM dbal.workflow_executions e
-         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
-           AND e.status <> 'pending' AND e.duration_ms IS NOT NULL
-           AND ((e.started_at >= v_from AND e.started_at < least(v_h1, v_to))
-                OR (e.started_at >= greatest(v_h2, v_from) AND e.started_at < v_to))
-         GROUP BY 1
-    ), buckets AS (
-        SELECT b, sum(n) AS n FROM (
-            SELECT (u.ord - 1)::int AS b, u.n::bigint AS n
-              FROM dbal.workflow_stats_hourly s, unnest(s.hist) WITH ORDINALITY AS u(n, ord)
-             WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
-               AND s.hour >= v_h1 AND s.hour < v_h2 AND u.n > 0
-            UNION ALL
-            SELECT eb.b, eb.n FROM edge_buckets eb
-        ) x GROUP BY b
-    ), cum AS (
-        SELECT b, sum(n) OVER (ORDER BY b) AS c FROM buckets
-    ), agg AS (
-        SELECT coalesce(sum(p.success), 0)::bigint AS success,
-               coalesce(sum(p.failure), 0)::bigint AS failure,
-               coalesce(sum(p.pending), 0)::bigint AS pending,
-               coalesce(sum(p.timeout), 0)::bigint AS timeout,
-               coalesce(sum(p.finished), 0)::bigint AS finished,
-               sum(p.sum_ms) AS sum_ms, min(p.min_ms) AS min_ms, max(p.max_ms) AS max_ms
-          FROM parts p
-    ), last_exec AS (
-        SELECT e.started_at, e.status
+    -- The last execution of the window is usually the workflow's last one (windows ending now).
+    IF NOT (v_last_at >= v_from AND v_last_at < v_to) THEN
+        SELECT e.started_at, e.status INTO v_last_at, v_last_status
           FROM dbal.workflow_executions e
          WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
            AND e.started_at >= v_from AND e.started_at < v_to
          ORDER BY e.started_at DESC
-         LIMIT 1
+         LIMIT 1;
+    END IF;
+
+    RETURN QUERY
+    WITH edge_rows AS MATERIALIZED (
+        SELECT e.status, CASE WHEN e.status <> 'pending' THEN e.duration_ms END AS ms
+          FROM dbal.workflow_executions e
+         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
+           AND ((e.started_at >= v_from AND e.started_at < v_h1)
+                OR (e.started_at >= v_h2 AND e.started_at < v_to))
+    ), rollups AS MATERIALIZED (
+        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
+               s.max_ms, s.hist
+          FROM dbal.workflow_stats_daily s
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
+           AND s.day >= v_d1 AND s.day < v_d2
+        UNION ALL
+        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
+               s.max_ms, s.hist
+          FROM dbal.workflow_stats_hourly s
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
+           AND ((s.hour >= v_h1 AND s.hour < v_d1) OR (s.hour >= v_d2 AND s.hour < v_h2))
+    ), agg AS (
+        SELECT sum(x.success)::bigint AS success, sum(x.failure)::bigint AS failure,
+               sum(x.pending)::bigint AS pending, sum(x.timeout)::bigint AS timeout,
+               sum(x.finished)::bigint AS finished, sum(x.sum_ms) AS sum_ms,
+               min(x.min_ms) AS min_ms, max(x.max_ms) AS max_ms
+          FROM (SELECT r.success, r.failure, r.pending, r.timeout, r.finished, r.sum_ms,
+                       r.min_ms, r.max_ms
+                  FROM rollups r
+                UNION ALL
+                SELECT count(*) FILTER (WHERE er.status = 'success'),
+                       count(*) FILTER (WHERE er.status = 'failure'),
+                       count(*) FILTER (WHERE er.status = 'pending'),
+                       count(*) FILTER (WHERE er.status = 'timeout'),
+                       count(er.ms), coalesce(sum(er.ms), 0), min(er.ms), max(er.ms)
+                  FROM edge_rows er) x
+    ), buckets AS (
+        SELECT b, sum(n) AS n FROM (
+            SELECT (u.ord - 1)::integer AS b, u.n::bigint AS n
+              FROM rollups r, unnest(r.hist) WITH ORDINALITY AS u(n, ord)
+             WHERE r.finished > 0 AND u.n > 0
+            UNION ALL
+            SELECT dbal.duration_bucket(er.ms), 1 FROM edge_rows er WHERE er.ms IS NOT NULL
+        ) y GROUP BY b
+    ), cum AS (
+        SELECT b, sum(n) OVER (ORDER BY b) AS c FROM buckets
     ), pct AS (
         -- nearest rank: the smallest bucket whose cumulative count reaches ceil(p * finished)
-        SELECT q.p, dbal.bucket_value((SELECT min(c.b) FROM cum c
-                                        WHERE c.c >= greatest(ceil(q.p * a.finished), 1))) AS v
-          FROM (VALUES (0.50), (0.95), (0.99)) AS q(p), agg a
+        SELECT min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.50 * a.finished), 1)) AS b50,
+               min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.95 * a.finished), 1)) AS b95,
+               min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.99 * a.finished), 1)) AS b99
+          FROM cum c, agg a
     )
     SELECT a.success + a.failure + a.pending + a.timeout,
            a.success, a.failure, a.pending, a.timeout,
@@ -111,11 +127,12 @@ BEGIN
                 THEN a.success::float8 / (a.success + a.failure + a.timeout) END,
            CASE WHEN a.finished > 0 THEN a.sum_ms / a.finished END,
            a.min_ms, a.max_ms,
-           (SELECT least(greatest(x.v, a.min_ms), a.max_ms) FROM pct x WHERE x.p = 0.50),
-           (SELECT least(greatest(x.v, a.min_ms), a.max_ms) FROM pct x WHERE x.p = 0.95),
-           (SELECT least(greatest(x.v, a.min_ms), a.max_ms) FROM pct x WHERE x.p = 0.99),
-           (SELECT l.started_at FROM last_exec l), (SELECT l.status FROM last_exec l)
-      FROM agg a;
+           least(greatest(dbal.bucket_value(p.b50), a.min_ms), a.max_ms),
+           least(greatest(dbal.bucket_value(p.b95), a.min_ms), a.max_ms),
+           least(greatest(dbal.bucket_value(p.b99), a.min_ms), a.max_ms),
+           CASE WHEN v_last_at >= v_from AND v_last_at < v_to THEN v_last_at END,
+           CASE WHEN v_last_at >= v_from AND v_last_at < v_to THEN v_last_status END
+      FROM agg a, pct p;
 END
 $$;
 

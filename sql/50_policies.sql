@@ -29,6 +29,8 @@ ALTER TABLE dbal.execution_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dbal.execution_keys FORCE ROW LEVEL SECURITY;
 ALTER TABLE dbal.workflow_stats_hourly ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dbal.workflow_stats_hourly FORCE ROW LEVEL SECURITY;
+ALTER TABLE dbal.workflow_stats_daily ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dbal.workflow_stats_daily FORCE ROW LEVEL SECURITY;
 
 -- workflows ------------------------------------------------------------------------------------
 CREATE POLICY workflows_app_select ON dbal.workflows FOR SELECT TO @app_role@
@@ -72,6 +74,10 @@ CREATE POLICY execution_keys_owner_all ON dbal.execution_keys FOR ALL TO @owner_
 CREATE POLICY workflow_stats_hourly_app_select ON dbal.workflow_stats_hourly FOR SELECT TO @app_role@
     USING (tenant_id = dbal.ctx_tenant());
 CREATE POLICY workflow_stats_hourly_owner_all ON dbal.workflow_stats_hourly FOR ALL TO @owner_role@
+    USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
+CREATE POLICY workflow_stats_daily_app_select ON dbal.workflow_stats_daily FOR SELECT TO @app_role@
+    USING (tenant_id = dbal.ctx_tenant());
+CREATE POLICY workflow_stats_daily_owner_all ON dbal.workflow_stats_daily FOR ALL TO @owner_role@
     USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
 
 RESET ROLE;

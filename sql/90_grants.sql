@@ -19,7 +19,7 @@ GRANT UPDATE (name, description, nodes, edges, enabled, version, variables, conf
               valid_until, validator_version)
     ON dbal.workflows TO @app_role@;
 GRANT SELECT ON dbal.workflow_versions, dbal.audit_log, dbal.workflow_executions,
-                dbal.execution_keys, dbal.workflow_stats_hourly
+                dbal.execution_keys, dbal.workflow_stats_hourly, dbal.workflow_stats_daily
     TO @app_role@;
 
 GRANT EXECUTE ON FUNCTION

@@ -70,6 +70,9 @@ CREATE POLICY execution_keys_analyst_select ON dbal.execution_keys FOR SELECT TO
 CREATE POLICY workflow_stats_hourly_analyst_select ON dbal.workflow_stats_hourly
     FOR SELECT TO @analyst_role@
     USING (tenant_id IN (SELECT dbal.analyst_tenants()));
+CREATE POLICY workflow_stats_daily_analyst_select ON dbal.workflow_stats_daily
+    FOR SELECT TO @analyst_role@
+    USING (tenant_id IN (SELECT dbal.analyst_tenants()));
 
 -- the analysts' schema ---------------------------------------------------------------------------
 RESET ROLE;
@@ -95,18 +98,14 @@ SELECT e.tenant_id, e.workflow_id, e.execution_id, e.status, e.duration_ms, e.st
        e.finished_at, e.executed_by, e.error, e.recorded_at
   FROM dbal.workflow_executions e;
 
--- daily_stats: per workflow per UTC day, from the hourly roll-ups (never scans executions).
+-- daily_stats: per workflow per UTC day, from the daily roll-ups (never scans executions).
 -- avg_ms/min_ms/max_ms are over finished runs with a duration.
 CREATE VIEW dbal_analytics.daily_stats WITH (security_invoker = true) AS
-SELECT s.tenant_id, s.workflow_id, (s.hour AT TIME ZONE 'UTC')::date AS day,
-       sum(s.success + s.failure + s.pending + s.timeout)::bigint AS total,
-       sum(s.success)::bigint AS success, sum(s.failure)::bigint AS failure,
-       sum(s.pending)::bigint AS pending, sum(s.timeout)::bigint AS timeout,
-       sum(s.finished)::bigint AS finished,
-       sum(s.sum_ms) / NULLIF(sum(s.finished), 0) AS avg_ms,
-       min(s.min_ms) AS min_ms, max(s.max_ms) AS max_ms
-  FROM dbal.workflow_stats_hourly s
- GROUP BY s.tenant_id, s.workflow_id, (s.hour AT TIME ZONE 'UTC')::date;
+SELECT s.tenant_id, s.workflow_id, (s.day AT TIME ZONE 'UTC')::date AS day,
+       (s.success + s.failure + s.pending + s.timeout)::bigint AS total,
+       s.success, s.failure, s.pending, s.timeout, s.finished,
+       s.sum_ms / NULLIF(s.finished, 0) AS avg_ms, s.min_ms, s.max_ms
+  FROM dbal.workflow_stats_daily s;
 
 -- audit_log: who did what to which workflow of the analyst's tenants.
 CREATE VIEW dbal_analytics.audit_log WITH (security_invoker = true) AS
@@ -130,7 +129,8 @@ GRANT SELECT (tenant_id, id, name, description, category, tags, enabled, version
               last_executed_at, last_execution_status, average_execution_time, created_at,
               updated_at, created_by, updated_by)
     ON dbal.workflows TO @analyst_role@;
-GRANT SELECT ON dbal.workflow_executions, dbal.workflow_stats_hourly, dbal.audit_log
+GRANT SELECT ON dbal.workflow_executions, dbal.workflow_stats_hourly, dbal.workflow_stats_daily,
+                dbal.audit_log
     TO @analyst_role@;
 
 GRANT USAGE ON SCHEMA dbal_analytics TO @analyst_role@;
