@@ -1324,19 +1324,33 @@ $$;
 
 SET LOCAL ROLE @owner_role@;
 
--- enter_app(tenant, user, role): like dbal.enter, after switching the current role to
--- @app_role@ until the end of the transaction. Fails for a login that is not a member of it.
+-- enter_app(tenant, user, role): what dbal.enter does (same checks, same errors), after switching
+-- the current role to @app_role@ until the end of the transaction; fails for a login that is not
+-- a member of it. Tenant, user and role are all required. Written out in one function, with one
+-- statement setting the context, because every read pays for it.
 CREATE FUNCTION dbal.enter_app(p_tenant text, p_user text, p_role text) RETURNS text
     LANGUAGE plpgsql
     AS $$
+DECLARE
+    v_current text;
 BEGIN
     IF current_user::text <> '@app_role@' THEN
         PERFORM set_config('role', '@app_role@', true);
     END IF;
-    IF p_tenant IS NULL OR p_user IS NULL OR p_role IS NULL THEN
+    IF p_tenant IS NULL OR p_tenant = '' OR p_user IS NULL OR p_role IS NULL THEN
         PERFORM dbal.raise_error(403, 'tenant, user and role are required');
     END IF;
-    RETURN dbal.enter(p_tenant, p_user, p_role);
+    IF p_role NOT IN ('user', 'admin', 'god', 'supergod') THEN
+        PERFORM dbal.raise_error(403, format('unknown role %L', p_role));
+    END IF;
+    v_current := NULLIF(current_setting('dbal.tenant_id', true), '');
+    IF v_current <> p_tenant THEN
+        PERFORM dbal.raise_error(4034, 'tenant argument does not match the request context',
+                                 jsonb_build_object('context', v_current, 'argument', p_tenant));
+    END IF;
+    PERFORM set_config('dbal.tenant_id', p_tenant, true), set_config('dbal.user_id', p_user, true),
+            set_config('dbal.user_role', p_role, true);
+    RETURN p_tenant;
 END
 $$;
 

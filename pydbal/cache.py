@@ -250,7 +250,7 @@ class Cache:
         self._hot: dict[str, OrderedDict[str, tuple[Any, float]]] = {}
         self._hot_lru: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._gens: dict[str, int] = {}  # per tenant, bumped by every invalidation seen here
-        self._flights: dict[Hashable, asyncio.Task[Any]] = {}
+        self._flights: dict[Hashable, asyncio.Future[Any]] = {}
         self._memo: OrderedDict[str, tuple[Any, float]] = OrderedDict()
         self._tenants: OrderedDict[str, None] = OrderedDict()
         self._hot_c = _Counters()
@@ -308,8 +308,8 @@ class Cache:
         if self._revalidator is not None:
             await self._revalidator.stop()
             self._revalidator = None
-        for task in list(self._flights.values()):
-            task.cancel()
+        for fut in list(self._flights.values()):
+            fut.cancel()
         await self._backend.close()
         self._drop_all_hot()
 
@@ -351,19 +351,40 @@ class Cache:
 
     # -- single flight ------------------------------------------------------------------------
     async def _flight(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
-        task = self._flights.get(key)
-        if task is None:
-            task = asyncio.ensure_future(fn())
-            self._flights[key] = task
-
-            def done(t: asyncio.Task[Any], k: Hashable = key) -> None:
-                if self._flights.get(k) is t:
-                    del self._flights[k]
-                if not t.cancelled():
-                    t.exception()  # retrieved: no "never retrieved" warning if all gave up
-
-            task.add_done_callback(done)
-        return cast(T, await asyncio.shield(task))
+        """Run ``fn`` once for concurrent callers of ``key``: the first caller (the leader) runs it
+        inline — no task is created on the common, uncontended path — and the others await its
+        result. A follower whose leader was cancelled takes over instead of failing."""
+        while True:
+            fut = self._flights.get(key)
+            if fut is None:
+                break
+            try:
+                return cast(T, await asyncio.shield(fut))
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not fut.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the leader was cancelled, not us: try again (perhaps as the leader)
+        fut = asyncio.get_running_loop().create_future()
+        self._flights[key] = fut
+        try:
+            value = await fn()
+        except BaseException as exc:
+            if self._flights.get(key) is fut:
+                del self._flights[key]
+            if fut.done():  # cancelled by close()
+                pass
+            elif isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: no warning when no follower was waiting
+            raise
+        if self._flights.get(key) is fut:
+            del self._flights[key]
+        if not fut.done():
+            fut.set_result(value)
+        return value
 
     # -- hot tier -----------------------------------------------------------------------------
     def _gen(self, tenant: str) -> int:

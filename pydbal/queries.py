@@ -42,15 +42,20 @@ SEARCH = (
     "$5::integer) r"
 )
 
-INSERT = (
-    f"SELECT {_W} FROM dbal.api_insert($1::text, $2::text, $3::text, "
+_INSERT_CALL = (
+    "dbal.api_insert($1::text, $2::text, $3::text, "
     "p_ids => $4::uuid[], p_names => $5::text[], p_descriptions => $6::text[], "
     "p_nodes => $7::jsonb[], p_edges => $8::jsonb[], p_variables => $9::jsonb[], "
     "p_config => $10::jsonb[], p_tags => $11::jsonb[], p_categories => $12::text[], "
     "p_enabled => $13::boolean[], p_validation_status => $14::text[], "
     "p_validation_errors => $15::jsonb[], p_validator_version => $16::integer, "
-    "p_rename => $17::boolean) w"
+    "p_rename => $17::boolean)"
 )
+
+INSERT = f"SELECT {_W} FROM {_INSERT_CALL} w"
+
+# create_many: the rows are not sent back, only how many were stored.
+INSERT_COUNT = f"SELECT count(*) FROM {_INSERT_CALL}"
 
 UPDATE = (
     f"SELECT {_W} FROM dbal.api_update($1::text, $2::text, $3::text, p_id => $4::uuid, "

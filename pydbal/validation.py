@@ -601,11 +601,22 @@ def validate_definition(
     Each argument is a JSON text or the equivalent Python value. Raises :class:`DBALError`
     (``VALIDATION_ERROR``) only when an argument is structurally unusable.
     """
-    node_list: list[Any] = coerce_json(nodes, "nodes")
-    edge_map: dict[str, Any] = coerce_json(edges, "edges")
-    var_map: dict[str, Any] = coerce_json(variables, "variables")
-    setting_map: dict[str, Any] = coerce_json(settings, "config")
+    return validate_coerced(
+        coerce_json(nodes, "nodes"),
+        coerce_json(edges, "edges"),
+        coerce_json(variables, "variables"),
+        coerce_json(settings, "config"),
+    )
 
+
+def validate_coerced(
+    node_list: list[Any],
+    edge_map: dict[str, Any],
+    var_map: dict[str, Any],
+    setting_map: dict[str, Any],
+) -> ValidationReport:
+    """:func:`validate_definition` for values that are already what :func:`coerce_json` returns
+    (pydbal's input models coerce their fields), so the JSON is not walked once more."""
     out = _Collector()
     labels, resolve = _check_nodes(node_list, out)
     adjacency, connected, used_outputs = _check_edges(edge_map, resolve, labels, out)

@@ -42,7 +42,7 @@ from pydbal.models import (
     WorkflowFilter,
     WorkflowVersion,
 )
-from pydbal.validation import VALIDATOR_VERSION, ValidationReport, validate_definition
+from pydbal.validation import VALIDATOR_VERSION, ValidationReport, validate_coerced
 
 if TYPE_CHECKING:
     from pydbal.database import Tenant
@@ -114,7 +114,8 @@ def _settings(config: Mapping[str, Any] | None) -> Any:
 def _validate(
     nodes: Any, edges: Any, variables: Any, config: Mapping[str, Any] | None
 ) -> ValidationReport:
-    return validate_definition(nodes, edges, variables, _settings(config))
+    """Validate a definition held by a model or a stored workflow (already plain JSON data)."""
+    return validate_coerced(nodes, edges, variables, _settings(config) or {})
 
 
 @dataclass
@@ -175,14 +176,13 @@ class Workflows:
         self._check_tenant(inp.tenant_id)
         return inp
 
-    async def _insert(
+    def _insert_args(
         self,
         inputs: Sequence[CreateWorkflowInput],
-        *,
         rename: bool,
-        conn: asyncpg.Connection | None = None,
-        reports: Sequence[ValidationReport] | None = None,
-    ) -> builtins.list[Workflow]:
+        reports: Sequence[ValidationReport] | None,
+    ) -> tuple[Any, ...]:
+        """The arguments of ``dbal.api_insert`` for ``inputs`` (validated here unless given)."""
         if reports is None:
             reports = [_validate(i.nodes, i.edges, i.variables, i.config) for i in inputs]
         statuses = [_report_status(r) for r in reports]
@@ -203,6 +203,17 @@ class Workflows:
             VALIDATOR_VERSION,
             rename,
         )
+        return args
+
+    async def _insert(
+        self,
+        inputs: Sequence[CreateWorkflowInput],
+        *,
+        rename: bool,
+        conn: asyncpg.Connection | None = None,
+        reports: Sequence[ValidationReport] | None = None,
+    ) -> builtins.list[Workflow]:
+        args = self._insert_args(inputs, rename, reports)
         if conn is not None:
             rows = await conn.fetch(q.INSERT, *args)
         else:
@@ -362,7 +373,8 @@ class Workflows:
             count = 0
             for start in range(0, len(parsed), CREATE_BATCH):
                 batch = parsed[start : start + CREATE_BATCH]
-                count += len(await self._insert(batch, rename=False, conn=conn))
+                args = self._insert_args(batch, False, None)
+                count += int(await conn.fetchval(q.INSERT_COUNT, *args))
         await self._invalidate()
         return count
 
