@@ -272,6 +272,13 @@ async def migrate(
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             applied = await _applied(conn)
             if not applied:
+                if await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):
+                    raise MigrationError(
+                        "the database holds pydbal's schema but its ledger "
+                        "(dbal.schema_migrations) is empty: it was emptied or the schema was "
+                        "installed by hand. Restore the ledger rows (see `pydbal status`) "
+                        "instead of migrating again"
+                    )
                 if mode == "auto":
                     sql_files = _sql_files(sql_path)
                     if not sql_files:

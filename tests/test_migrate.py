@@ -339,3 +339,11 @@ async def test_snapshot_notices_a_difference(
         await admin.close()
     assert fresh["indexes"] != replayed["indexes"]
     assert fresh["columns"] == replayed["columns"]
+
+
+async def test_emptied_ledger_is_refused_not_reinstalled(db: TestDatabase) -> None:
+    conn = await db.connect(as_app=False)
+    await conn.execute("DELETE FROM dbal.schema_migrations")
+    with pytest.raises(MigrationError, match=r"ledger .* is empty"):
+        await migrate(db.dsn)
+    assert await conn.fetchval("SELECT count(*) FROM dbal.workflows") == 0  # schema untouched

@@ -53,8 +53,9 @@ async def test_app_dsn_isolates_tenants(app: pydbal.Database) -> None:
 
 
 async def test_schema_behind_refuses_with_migrate_hint(empty_db: Any, raw: Any) -> None:
+    # auto_migrate=False: the test server may be the embedded one, which migrates by default
     with pytest.raises(pydbal.SchemaOutdatedError) as info:
-        await pydbal.connect(empty_db.dsn)
+        await pydbal.connect(empty_db.dsn, auto_migrate=False)
     assert "pydbal migrate" in str(info.value)
     conn = await asyncpg.connect(empty_db.dsn)
     try:  # nothing was installed behind the caller's back
@@ -66,9 +67,16 @@ async def test_schema_behind_refuses_with_migrate_hint(empty_db: Any, raw: Any) 
 async def test_schema_ledger_behind_refuses(db: Any, raw: Any) -> None:
     await raw.execute("DELETE FROM dbal.schema_migrations")
     with pytest.raises(pydbal.SchemaOutdatedError) as info:
-        async with pydbal.connect(db.dsn):
+        async with pydbal.connect(db.dsn, auto_migrate=False):
             pytest.fail("connect must refuse")
     assert "pydbal migrate" in str(info.value)
+
+
+async def test_auto_migrate_installs_an_empty_database(empty_db: Any) -> None:
+    async with pydbal.connect(empty_db.dsn, auto_migrate=True) as database:
+        acme = database.tenant(TENANT_A, user_id="alice", role="admin")
+        wf = await acme.workflows.create(valid_definition("auto"))
+        assert (await acme.workflows.get(wf.id)) is not None
 
 
 async def test_statement_cache_size_zero_works(db: Any) -> None:
