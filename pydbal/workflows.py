@@ -650,10 +650,14 @@ class Workflows:
         return RecordedExecution(execution_id=row["execution_id"], outcome=row["outcome"])
 
     @contextlib.asynccontextmanager
-    async def executing(self, workflow_id: Any, *, timeout_ms: int = 30000) -> AsyncIterator[Run]:
+    async def executing(
+        self, workflow_id: Any, *, timeout_ms: int = 30000, deadline_ms: int | None = None
+    ) -> AsyncIterator[Run]:
         """The design's safe execution: lock (4042 disabled, 4243 not valid, 4231 held by
-        someone), renew while the block runs, record success — or failure / timeout when it
-        raises — with the measured duration, and always release."""
+        someone), renew while the block runs, record success — or failure when it raises, or
+        timeout when it raises TimeoutError or runs past ``deadline_ms`` (then the block is
+        cancelled and TimeoutError raised) — with the measured duration, and always release.
+        ``timeout_ms`` is the lease, renewed every third of it."""
         wid = self._id(workflow_id)
         lock = await self.acquire_lock(wid, timeout_ms)
         if lock is None:
@@ -685,7 +689,11 @@ class Workflows:
         t0 = time.perf_counter()
         try:
             try:
-                yield run
+                if deadline_ms is None:
+                    yield run
+                else:
+                    async with asyncio.timeout(deadline_ms / 1000):
+                        yield run
             except BaseException as exc:
                 status = "timeout" if isinstance(exc, TimeoutError) else "failure"
                 run.error = f"{type(exc).__name__}: {exc}"

@@ -250,6 +250,32 @@ async def test_executing_failure_is_recorded_and_reraised(acme: Tenant) -> None:
     assert got.last_execution_status == "failure"
 
 
+async def test_executing_timeout_is_recorded_as_timeout(acme: Tenant) -> None:
+    wf = await acme.workflows.create(valid_definition("too slow"))
+    with pytest.raises(TimeoutError):
+        async with acme.workflows.executing(wf.id, deadline_ms=50):
+            await asyncio.sleep(5)
+    runs = await acme.workflows.executions(wf.id)
+    assert [r.status for r in runs] == ["timeout"]
+    assert runs[0].duration_ms is not None and runs[0].duration_ms >= 40
+    got = await acme.workflows.get(wf.id)
+    assert got is not None and got.is_locked is False and got.last_execution_status == "timeout"
+
+
+async def test_executing_with_a_lost_lease_does_not_record_success(
+    app: pydbal.Database, acme: Tenant
+) -> None:
+    wf = await acme.workflows.create(valid_definition("lost lease"))
+    other = app.tenant(TENANT_A, user_id="bob", role="admin")
+    with raises_code(ErrorCode.LOCK_NOT_OWNED):
+        async with acme.workflows.executing(wf.id, timeout_ms=100) as run:
+            run_lock = run.lock
+            await other.workflows.release_lock(wf.id)  # an admin breaks the lease ...
+            assert await other.workflows.acquire_lock(wf.id) is not None  # ... and takes it
+    assert run_lock.token >= 1
+    assert await acme.workflows.executions(wf.id) == []  # the stale holder wrote nothing
+
+
 async def test_executing_renews_a_short_lease(acme: Tenant) -> None:
     wf = await acme.workflows.create(valid_definition("slow"))
     async with acme.workflows.executing(wf.id, timeout_ms=300) as run:
