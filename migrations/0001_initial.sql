@@ -636,6 +636,18 @@ RESET ROLE;
 
 SET LOCAL ROLE @owner_role@;
 
+-- check_lease(timeout_ms): VALIDATION_ERROR (422) unless a lease length is 1 ms to 24 hours.
+CREATE FUNCTION dbal.check_lease(p_timeout_ms integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+BEGIN
+    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 OR p_timeout_ms > 86400000 THEN
+        PERFORM dbal.raise_error(422, 'timeout_ms must be between 1 and 86400000',
+                                 jsonb_build_object('timeout_ms', p_timeout_ms));
+    END IF;
+END
+$$;
+
 -- acquire_lock_lease(workflow, timeout_ms): a new fencing token and the lease's expiry, or no
 -- row while an unexpired lock exists (its own holder included: not re-entrant). An expired lock
 -- is taken over. Refuses a disabled workflow (WORKFLOW_DISABLED 4042) and one without a current
@@ -658,10 +670,7 @@ BEGIN
     IF dbal.ctx_role() IS NULL OR dbal.ctx_user() IS NULL THEN
         PERFORM dbal.raise_error(403, 'a user and a role are required to lock a workflow');
     END IF;
-    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 OR p_timeout_ms > 86400000 THEN
-        PERFORM dbal.raise_error(422, 'timeout_ms must be between 1 and 86400000',
-                                 jsonb_build_object('timeout_ms', p_timeout_ms));
-    END IF;
+    PERFORM dbal.check_lease(p_timeout_ms);
     w := dbal.workflow_for_update(v_tenant, p_workflow);
     IF NOT w.enabled THEN
         PERFORM dbal.raise_error(4042, 'workflow is disabled', jsonb_build_object('id', w.id));
@@ -720,10 +729,7 @@ DECLARE
     v_now timestamptz := clock_timestamp();
     w dbal.workflows;
 BEGIN
-    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 OR p_timeout_ms > 86400000 THEN
-        PERFORM dbal.raise_error(422, 'timeout_ms must be between 1 and 86400000',
-                                 jsonb_build_object('timeout_ms', p_timeout_ms));
-    END IF;
+    PERFORM dbal.check_lease(p_timeout_ms);
     w := dbal.workflow_for_update(v_tenant, p_workflow);
     IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
                     AND w.lock_expires_at > v_now, false) THEN
@@ -1697,6 +1703,17 @@ BEGIN
 END
 $$;
 
+-- changeable_sql(): the condition (over alias w) a bulk write adds so that it skips the rows the
+-- caller may not change: another creator's (unless admin, god or supergod) and rows locked by
+-- another user. dbal.writable() applies the same rules to one row, with an error for each.
+CREATE FUNCTION dbal.changeable_sql() RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+        SELECT '(dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())'
+               ' AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp()'
+               ' AND w.locked_by <> dbal.ctx_user())'
+    $$;
+
 -- api_update_many / api_delete_many: apply to every workflow matching the filter that the
 -- caller may change; rows of another creator (for role user) and rows locked by another user
 -- are left untouched and not counted. Returns the number changed.
@@ -1711,12 +1728,10 @@ DECLARE
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
     EXECUTE format(
-        'UPDATE dbal.workflows w SET %s%s WHERE w.tenant_id = $1 AND %s
-            AND (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())
-            AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user())',
+        'UPDATE dbal.workflows w SET %s%s WHERE w.tenant_id = $1 AND %s AND %s',
         dbal.patch_set_sql(p_patch || jsonb_build_object('updated_by', p_user)),
         dbal.validation_set_sql(p_validation_status, p_validation_errors, p_validator_version),
-        dbal.filter_sql(p_filter))
+        dbal.filter_sql(p_filter), dbal.changeable_sql())
         USING p_tenant;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
@@ -1732,10 +1747,8 @@ DECLARE
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
     EXECUTE format(
-        'DELETE FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s
-            AND (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())
-            AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user())',
-        dbal.filter_sql(p_filter))
+        'DELETE FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s AND %s',
+        dbal.filter_sql(p_filter), dbal.changeable_sql())
         USING p_tenant;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
@@ -1882,6 +1895,7 @@ GRANT EXECUTE ON FUNCTION
     dbal.validation_set_sql(text, jsonb, integer),
     dbal.free_name(text, text, text[]),
     dbal.writable(text, uuid),
+    dbal.changeable_sql(),
     dbal.api_get(text, text, text, uuid),
     dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer),
     dbal.api_search(text, text, text, text, integer),

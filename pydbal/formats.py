@@ -55,6 +55,7 @@ from typing import Any
 import orjson
 
 from pydbal.errors import DBALError, ErrorCode
+from pydbal.validation import json_kind
 
 __all__ = [
     "CATEGORIES",
@@ -255,7 +256,7 @@ def _definitions(value: Any) -> list[Definition]:
 def _one(value: Any) -> Definition:
     """One workflow object of any accepted shape."""
     if not isinstance(value, dict):
-        raise _RefusedError(f"expected a workflow object, got {_kind(value)}")
+        raise _RefusedError(f"expected a workflow object, got {json_kind(value)}")
     fmt = value.get("format")
     if fmt == EXPORT_FORMAT:
         inner = value.get("workflow")
@@ -279,7 +280,8 @@ def _one(value: Any) -> Definition:
 def _normalize(obj: dict[str, Any], *, outer: tuple[dict[str, Any], ...]) -> Definition:
     nodes = obj.get("nodes")
     if not isinstance(nodes, list):
-        raise _RefusedError("no 'nodes' list" if nodes is None else f"'nodes' is {_kind(nodes)}")
+        kind = json_kind(nodes)
+        raise _RefusedError("no 'nodes' list" if nodes is None else f"'nodes' is {kind}")
 
     edges_value = obj.get("edges")
     if edges_value is None:
@@ -292,7 +294,7 @@ def _normalize(obj: dict[str, Any], *, outer: tuple[dict[str, Any], ...]) -> Def
     elif isinstance(edges_value, dict):
         edges = edges_value
     else:
-        raise _RefusedError(f"'{edges_key}' is {_kind(edges_value)}, expected an object")
+        raise _RefusedError(f"'{edges_key}' is {json_kind(edges_value)}, expected an object")
 
     config_value = obj.get("config")
     if config_value is None:
@@ -300,7 +302,7 @@ def _normalize(obj: dict[str, Any], *, outer: tuple[dict[str, Any], ...]) -> Def
     elif isinstance(config_value, dict):
         config = dict(config_value)
     else:
-        raise _RefusedError(f"'config' is {_kind(config_value)}, expected an object")
+        raise _RefusedError(f"'config' is {json_kind(config_value)}, expected an object")
 
     variables = _variables(obj.get("variables"))
 
@@ -408,23 +410,7 @@ def _variables(value: Any) -> dict[str, Any]:
                 raise _RefusedError(f"variable {name!r} is declared twice")
             result[name] = item
         return result
-    raise _RefusedError(f"'variables' is {_kind(value)}, expected an object or a list")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    raise _RefusedError(f"'variables' is {json_kind(value)}, expected an object or a list")
 
 
 # --------------------------------------------------------------------------------------------

@@ -142,7 +142,8 @@ def _normalise_variables(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
     if not isinstance(value, list):
-        raise _structural("variables", f"variables must be an object or a list, not {_kind(value)}")
+        kind = json_kind(value)
+        raise _structural("variables", f"variables must be an object or a list, not {kind}")
     result: dict[str, Any] = {}
     for i, item in enumerate(value):
         name = item.get("name") if isinstance(item, dict) else None
@@ -180,18 +181,19 @@ def coerce_json(value: Any, field: str) -> Any:
 
     if field == "nodes":
         if not isinstance(data, list):
-            raise _structural(field, f"nodes must be a list, not {_kind(data)}")
+            raise _structural(field, f"nodes must be a list, not {json_kind(data)}")
         return data
     if data is None:
         return {}
     if field == "variables":
         return _normalise_variables(data)
     if not isinstance(data, dict):
-        raise _structural(field, f"{field} must be an object, not {_kind(data)}")
+        raise _structural(field, f"{field} must be an object, not {json_kind(data)}")
     return data
 
 
-def _kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """How a JSON value is named in error messages ("an object", "a list", …)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -254,7 +256,7 @@ def _check_nodes(nodes: list[Any], out: _Collector) -> tuple[list[str], dict[str
     for i, node in enumerate(nodes):
         if not isinstance(node, dict):
             out.error(
-                "INVALID_NODES", f"nodes[{i}]", f"node {i} must be an object, not {_kind(node)}"
+                "INVALID_NODES", f"nodes[{i}]", f"node {i} must be an object, not {json_kind(node)}"
             )
             labels.append(f"#{i}")
             continue
@@ -309,7 +311,7 @@ def _iter_outputs(value: Any, path: str, out: _Collector) -> list[tuple[int, str
     out.error(
         "INVALID_EDGES",
         path,
-        f"outputs must be a list or an object keyed by index, not {_kind(value)}",
+        f"outputs must be a list or an object keyed by index, not {json_kind(value)}",
     )
     return []
 
@@ -334,7 +336,7 @@ def _check_edges(
             out.error(
                 "INVALID_EDGES",
                 base,
-                f"connections of a node must be an object, not {_kind(by_type)}",
+                f"connections of a node must be an object, not {json_kind(by_type)}",
             )
             continue
         for output_type, outputs in by_type.items():
@@ -348,14 +350,18 @@ def _check_edges(
                     continue
                 if not isinstance(targets, list):
                     out.error(
-                        "INVALID_EDGES", list_path, f"targets must be a list, not {_kind(targets)}"
+                        "INVALID_EDGES",
+                        list_path,
+                        f"targets must be a list, not {json_kind(targets)}",
                     )
                     continue
                 for j, target in enumerate(targets):
                     path = f"{list_path}[{j}]"
                     if not isinstance(target, dict):
                         out.error(
-                            "INVALID_EDGES", path, f"target must be an object, not {_kind(target)}"
+                            "INVALID_EDGES",
+                            path,
+                            f"target must be an object, not {json_kind(target)}",
                         )
                         continue
                     target_key = target.get("node")
@@ -561,7 +567,7 @@ def _check_variables(variables: dict[str, Any], out: _Collector) -> None:
                 out.error(
                     "INVALID_VARIABLE_TYPE",
                     f"{base}.{key}",
-                    f"default of variable {name!r} is {_kind(decl[key])}, not a {var_type}",
+                    f"default of variable {name!r} is {json_kind(decl[key])}, not a {var_type}",
                 )
 
 

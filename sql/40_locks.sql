@@ -10,6 +10,18 @@
 
 SET LOCAL ROLE @owner_role@;
 
+-- check_lease(timeout_ms): VALIDATION_ERROR (422) unless a lease length is 1 ms to 24 hours.
+CREATE FUNCTION dbal.check_lease(p_timeout_ms integer) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+BEGIN
+    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 OR p_timeout_ms > 86400000 THEN
+        PERFORM dbal.raise_error(422, 'timeout_ms must be between 1 and 86400000',
+                                 jsonb_build_object('timeout_ms', p_timeout_ms));
+    END IF;
+END
+$$;
+
 -- acquire_lock_lease(workflow, timeout_ms): a new fencing token and the lease's expiry, or no
 -- row while an unexpired lock exists (its own holder included: not re-entrant). An expired lock
 -- is taken over. Refuses a disabled workflow (WORKFLOW_DISABLED 4042) and one without a current
@@ -32,10 +44,7 @@ BEGIN
     IF dbal.ctx_role() IS NULL OR dbal.ctx_user() IS NULL THEN
         PERFORM dbal.raise_error(403, 'a user and a role are required to lock a workflow');
     END IF;
-    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 OR p_timeout_ms > 86400000 THEN
-        PERFORM dbal.raise_error(422, 'timeout_ms must be between 1 and 86400000',
-                                 jsonb_build_object('timeout_ms', p_timeout_ms));
-    END IF;
+    PERFORM dbal.check_lease(p_timeout_ms);
     w := dbal.workflow_for_update(v_tenant, p_workflow);
     IF NOT w.enabled THEN
         PERFORM dbal.raise_error(4042, 'workflow is disabled', jsonb_build_object('id', w.id));
@@ -94,10 +103,7 @@ DECLARE
     v_now timestamptz := clock_timestamp();
     w dbal.workflows;
 BEGIN
-    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 OR p_timeout_ms > 86400000 THEN
-        PERFORM dbal.raise_error(422, 'timeout_ms must be between 1 and 86400000',
-                                 jsonb_build_object('timeout_ms', p_timeout_ms));
-    END IF;
+    PERFORM dbal.check_lease(p_timeout_ms);
     w := dbal.workflow_for_update(v_tenant, p_workflow);
     IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
                     AND w.lock_expires_at > v_now, false) THEN

@@ -382,6 +382,17 @@ BEGIN
 END
 $$;
 
+-- changeable_sql(): the condition (over alias w) a bulk write adds so that it skips the rows the
+-- caller may not change: another creator's (unless admin, god or supergod) and rows locked by
+-- another user. dbal.writable() applies the same rules to one row, with an error for each.
+CREATE FUNCTION dbal.changeable_sql() RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+        SELECT '(dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())'
+               ' AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp()'
+               ' AND w.locked_by <> dbal.ctx_user())'
+    $$;
+
 -- api_update_many / api_delete_many: apply to every workflow matching the filter that the
 -- caller may change; rows of another creator (for role user) and rows locked by another user
 -- are left untouched and not counted. Returns the number changed.
@@ -396,12 +407,10 @@ DECLARE
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
     EXECUTE format(
-        'UPDATE dbal.workflows w SET %s%s WHERE w.tenant_id = $1 AND %s
-            AND (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())
-            AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user())',
+        'UPDATE dbal.workflows w SET %s%s WHERE w.tenant_id = $1 AND %s AND %s',
         dbal.patch_set_sql(p_patch || jsonb_build_object('updated_by', p_user)),
         dbal.validation_set_sql(p_validation_status, p_validation_errors, p_validator_version),
-        dbal.filter_sql(p_filter))
+        dbal.filter_sql(p_filter), dbal.changeable_sql())
         USING p_tenant;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;
@@ -417,10 +426,8 @@ DECLARE
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
     EXECUTE format(
-        'DELETE FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s
-            AND (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())
-            AND NOT (w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user())',
-        dbal.filter_sql(p_filter))
+        'DELETE FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s AND %s',
+        dbal.filter_sql(p_filter), dbal.changeable_sql())
         USING p_tenant;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count;

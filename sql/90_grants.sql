@@ -51,6 +51,7 @@ GRANT EXECUTE ON FUNCTION
     dbal.validation_set_sql(text, jsonb, integer),
     dbal.free_name(text, text, text[]),
     dbal.writable(text, uuid),
+    dbal.changeable_sql(),
     dbal.api_get(text, text, text, uuid),
     dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer),
     dbal.api_search(text, text, text, text, integer),
