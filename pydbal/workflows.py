@@ -93,10 +93,22 @@ def _uuid(value: Any) -> UUID | None:
         return None
 
 
+_WORKFLOW_FIELDS = tuple(Workflow.model_fields)
+_WORKFLOW_FIELDS_SET = frozenset(_WORKFLOW_FIELDS)
+
+
 def _workflow(rec: Mapping[str, Any]) -> Workflow:
-    # Rows come from the database's own CHECKed columns: construct without re-validating.
-    data = {k: rec[k] for k in Workflow.model_fields}
-    return Workflow.model_construct(**data)
+    """A Workflow from a row of ``queries.workflow_columns``.
+
+    The values come from the database's own CHECKed columns, decoded by asyncpg, so they are not
+    validated again. This is what ``Workflow.model_construct`` does, without its per-field default
+    handling (every field is present): a third of the cost, on every read."""
+    obj = Workflow.__new__(Workflow)
+    object.__setattr__(obj, "__dict__", {k: rec[k] for k in _WORKFLOW_FIELDS})
+    object.__setattr__(obj, "__pydantic_fields_set__", set(_WORKFLOW_FIELDS_SET))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
 def _report_status(report: ValidationReport) -> tuple[str, str]:

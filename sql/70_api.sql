@@ -133,11 +133,18 @@ BEGIN
         PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
     END IF;
     v_where := dbal.filter_sql(p_filter);
+    -- Sort and count over (id, sort key) only, then read the page's rows by primary key: a
+    -- whole-row value would detoast every matching definition, not just the page's.
     RETURN QUERY EXECUTE format(
-        'SELECT count(*) OVER ()::bigint, w FROM dbal.workflows w
-          WHERE w.tenant_id = $1 AND %s
-          ORDER BY w.%I %s NULLS LAST, w.id %s OFFSET $2 LIMIT $3',
-        v_where, p_sort, v_dir, v_dir)
+        'SELECT p.total, w FROM (
+             SELECT w.id, count(*) OVER ()::bigint AS total,
+                    row_number() OVER (ORDER BY w.%I %s NULLS LAST, w.id %s) AS rn
+               FROM dbal.workflows w
+              WHERE w.tenant_id = $1 AND %s
+              ORDER BY w.%I %s NULLS LAST, w.id %s OFFSET $2 LIMIT $3) p
+           JOIN dbal.workflows w ON w.tenant_id = $1 AND w.id = p.id
+          ORDER BY p.rn',
+        p_sort, v_dir, v_dir, v_where, p_sort, v_dir, v_dir)
         USING p_tenant, p_offset, p_limit;
     IF NOT FOUND AND p_offset > 0 THEN
         RETURN QUERY EXECUTE format(
@@ -170,12 +177,15 @@ BEGIN
     END IF;
     v_query := websearch_to_tsquery('english'::regconfig, coalesce(p_query, ''));
     RETURN QUERY
-        SELECT (ts_rank((c.wf).search_document, v_query) + 1)::real, c.wf
-          FROM (SELECT w AS wf FROM dbal.workflows w
-                 WHERE w.tenant_id = p_tenant AND w.search_document @@ v_query
-                 LIMIT 1000) c
-         ORDER BY 1 DESC, (c.wf).name, (c.wf).id
-         LIMIT p_limit;
+        SELECT r.rank, w
+          FROM (SELECT c.id, (ts_rank(c.search_document, v_query) + 1)::real AS rank, c.name
+                  FROM (SELECT x.id, x.name, x.search_document FROM dbal.workflows x
+                         WHERE x.tenant_id = p_tenant AND x.search_document @@ v_query
+                         LIMIT 1000) c
+                 ORDER BY 2 DESC, c.name, c.id
+                 LIMIT p_limit) r
+          JOIN dbal.workflows w ON w.tenant_id = p_tenant AND w.id = r.id
+         ORDER BY r.rank DESC, r.name, r.id;
     GET DIAGNOSTICS v_found = ROW_COUNT;
     IF v_found >= p_limit OR position('"' IN coalesce(p_query, '')) > 0 THEN
         RETURN;

@@ -250,3 +250,15 @@ async def test_list_filter_is_locked_reads_live_leases_only(
     assert _names(await acme.workflows.list({"is_locked": True}, by_name)) == ["alpha"]
     unlocked = _names(await acme.workflows.list({"is_locked": False}, by_name))
     assert "alpha" not in unlocked and "gamma" in unlocked
+
+
+async def test_read_models_equal_validated_models(acme: Tenant) -> None:
+    """Reads build Workflow without validation: the result must equal a validated model."""
+    wf = await acme.workflows.create(valid_definition("checked", tags=["x"]))
+    got = await acme.workflows.get(wf.id)
+    assert got is not None
+    validated = pydbal.Workflow.model_validate(got.model_dump())
+    assert got == validated
+    assert got.model_dump(by_alias=True) == validated.model_dump(by_alias=True)
+    assert got.model_fields_set == validated.model_fields_set
+    assert got.model_copy(update={"name": "n"}).name == "n"
