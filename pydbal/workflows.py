@@ -232,6 +232,22 @@ class Workflows:
             rows = await self._db.fetch(q.INSERT, *args)
         return [_workflow(r) for r in rows]
 
+    async def _insert_renaming(
+        self,
+        inputs: Sequence[CreateWorkflowInput],
+        reports: Sequence[ValidationReport] | None = None,
+    ) -> builtins.list[Workflow]:
+        """Insert in one transaction, each taking the next free "<name> (n)". A concurrent writer
+        can take a chosen name between the choice and the insert: then choose again."""
+        for attempt in range(5):
+            try:
+                async with self._db.transaction() as conn:
+                    return await self._insert(inputs, rename=True, conn=conn, reports=reports)
+            except DBALError as exc:
+                if exc.code != ErrorCode.CONFLICT or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
     async def _load(self, workflow_id: UUID) -> Workflow | None:
         row = await self._db.fetchrow(q.GET, *self._ctx, workflow_id)
         return _workflow(row) if row is not None else None
@@ -760,7 +776,7 @@ class Workflows:
                 "category": src.category,
             },
         )
-        created = (await self._insert([inp], rename=True))[0]
+        created = (await self._insert_renaming([inp]))[0]
         await self._invalidate(created.id)
         return created
 
@@ -820,8 +836,7 @@ class Workflows:
                 )
             inputs.append(inp)
             reports.append(report)
-        async with self._db.transaction() as conn:
-            created = await self._insert(inputs, rename=True, conn=conn, reports=reports)
+        created = await self._insert_renaming(inputs, reports)
         await self._invalidate(*(w.id for w in created))
         return created
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -265,3 +266,11 @@ async def test_import_metabuilder_shape(acme: Tenant) -> None:
     assert wf.tenant_id == TENANT_A
     assert wf.execution_count == 0 and wf.is_locked is False and wf.locked_by is None
     assert wf.validation_status == "valid"
+
+
+async def test_concurrent_clones_all_get_distinct_names(acme: Tenant) -> None:
+    src = await acme.workflows.create(valid_definition("popular"))
+    clones = await asyncio.gather(*(acme.workflows.clone(src.id) for _ in range(8)))
+    names = sorted(c.name for c in clones)
+    assert len(set(names)) == 8
+    assert "popular (Clone)" in names and "popular (Clone) (2)" in names
