@@ -87,7 +87,7 @@ class Pydbal:
 
     async def export(self, tenant: str, ids: list[uuid.UUID]) -> bytes:
         w = self.wf(tenant)
-        bundles = [(await w.export(i)).model_dump(mode="json", by_alias=True) for i in ids]
+        bundles = [b.model_dump(mode="json", by_alias=True) for b in await w.export_many(ids)]
         return orjson.dumps(bundles)
 
     async def import_(self, tenant: str, data: bytes) -> int:

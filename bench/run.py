@@ -538,7 +538,7 @@ class Bench:
             f"export {self.size.export} workflows",
             "workflows/s",
             ex,
-            "pydbal: export() per workflow (there is no bulk export); floor/peer: one "
+            "pydbal: export_many() (100 per statement); floor/peer: one "
             "query; all serialise the bundles to JSON bytes",
         )
         im: dict[str, Any] = {}

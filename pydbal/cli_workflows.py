@@ -136,9 +136,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         out = Path(args.out)
         async with _open_db(dsn) as db:
             tenant = db.tenant(args.tenant, user_id=user_of(args), role="supergod")
-            ids = await all_workflow_ids(tenant) if args.all else list(args.ids)
             bundles: list[dict[str, Any]] = []
             failed: list[tuple[str, str]] = []
+            ids: list[Any] = [] if args.all else list(args.ids)
+            if args.all:  # every id exists: read them 100 per statement
+                many = await tenant.workflows.export_many(await all_workflow_ids(tenant))
+                bundles = [b.model_dump(mode="json", by_alias=True) for b in many]
             for wid in ids:
                 try:
                     bundle = await tenant.workflows.export(wid)

@@ -274,3 +274,23 @@ async def test_concurrent_clones_all_get_distinct_names(acme: Tenant) -> None:
     names = sorted(c.name for c in clones)
     assert len(set(names)) == 8
     assert "popular (Clone)" in names and "popular (Clone) (2)" in names
+
+
+async def test_export_many_keeps_order_and_matches_export(acme: Tenant, globex: Tenant) -> None:
+    made = [await acme.workflows.create(valid_definition(f"bulk export {i}")) for i in range(3)]
+    bad = await acme.workflows.create(cyclic_definition("bulk export cyclic"))
+    ids = [made[2].id, bad.id, made[0].id, made[1].id]
+    bundles = await acme.workflows.export_many(ids)
+    assert [b.workflow["name"] for b in bundles] == [
+        "bulk export 2", "bulk export cyclic", "bulk export 0", "bulk export 1"
+    ]
+    for wid, bundle in zip(ids, bundles, strict=True):
+        single = await acme.workflows.export(wid)
+        assert bundle.workflow == single.workflow
+        assert bundle.validation_report == single.validation_report
+    assert bundles[1].validation_report is not None
+    assert bundles[1].validation_report["valid"] is False
+    foreign = await globex.workflows.create(valid_definition("theirs"))
+    with raises_code(ErrorCode.WORKFLOW_NOT_FOUND) as info:
+        await acme.workflows.export_many([made[0].id, foreign.id, uuid.uuid4()])
+    assert len(info.value.details["ids"]) == 2 and str(foreign.id) in info.value.details["ids"]
