@@ -59,7 +59,9 @@ DEFAULTS: dict[str, Any] = {
     "revalidate": True,
     "revalidate_interval": 60.0,  # seconds
     "revalidate_batch": 100,
-    "memo_ttl": 1.0,  # results of finished loads kept to serve misses that raced them
+    # loaded or decoded warm values kept as objects in this process (under their generation-exact
+    # key, so never staler than the stored entry): a hit skips decoding
+    "memo_ttl": 30.0,
 }
 
 _bypass: contextvars.ContextVar[bool] = contextvars.ContextVar("pydbal_cache_bypass", default=False)
@@ -510,6 +512,16 @@ class Cache:
         if vk is None:  # Redis unavailable: straight from the database
             self._bypassed += 1
             return await self._flight(("down", tenant, kind, key, self._gen(tenant)), loader)
+        ttl = self.warm_ttl
+        if kind in ("list", "search") and '"validation_status"' in key:
+            ttl = min(ttl, float(self.options["clock_ttl"]))
+        # The memo holds recently loaded or decoded values under their full key, generation
+        # included (``vk`` comes from this lookup), so a memo hit is exactly as fresh as the
+        # stored entry, without decoding it again.
+        memo = self._memo.get(vk)
+        if memo is not None and memo[1] > time.monotonic():
+            self._warm_c.hits += 1
+            return cast(T, memo[0])
         if data is not None:
             try:
                 value = decode(data)
@@ -518,16 +530,11 @@ class Cache:
             else:
                 if tenant_ok(value, tenant):
                     self._warm_c.hits += 1
+                    limit = clock_limit(value)
+                    self._remember(vk, value, ttl if limit is None else min(ttl, limit))
                     return cast(T, value)
                 log.error("warm cache entry of another tenant refused for tenant %r", tenant)
-        memo = self._memo.get(vk)
-        if memo is not None and memo[1] > time.monotonic():
-            self._warm_c.hits += 1
-            return cast(T, memo[0])
         self._warm_c.misses += 1
-        ttl = self.warm_ttl
-        if kind in ("list", "search") and '"validation_status"' in key:
-            ttl = min(ttl, float(self.options["clock_ttl"]))
 
         async def load() -> T:
             value = await loader()
