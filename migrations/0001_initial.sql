@@ -510,6 +510,8 @@ CREATE FUNCTION dbal.content_changed(o dbal.workflows, n dbal.workflows) RETURNS
                 n.tags, n.category)
     $$;
 
+-- workflows_before_write(): the BEFORE trigger described at the top of this file (version,
+-- timestamps, stale marking). Runs as the writer; changes only the row being written.
 CREATE FUNCTION dbal.workflows_before_write() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -1748,6 +1750,7 @@ BEGIN
 END
 $$;
 
+-- api_delete_many(...): deletes the matching workflows the caller may change (see above).
 CREATE FUNCTION dbal.api_delete_many(p_tenant text, p_user text, p_role text, p_filter jsonb)
     RETURNS integer
     LANGUAGE plpgsql
@@ -1819,13 +1822,10 @@ BEGIN
 END
 $$;
 
-RESET ROLE;
-
 -- store_validation(...): stores a validation result computed by pydbal for the workflow at
 -- revision p_version (nothing when the workflow changed meanwhile: returns false). SECURITY
 -- DEFINER so that any role's validate() — and the lock path's re-validation for role user — can
 -- keep the cached result; it changes validation columns only.
-SET LOCAL ROLE @owner_role@;
 CREATE FUNCTION dbal.store_validation(
         p_tenant text, p_user text, p_role text, p_id uuid, p_version integer,
         p_status text, p_errors jsonb, p_validator_version integer)

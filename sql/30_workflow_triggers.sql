@@ -25,6 +25,8 @@ CREATE FUNCTION dbal.content_changed(o dbal.workflows, n dbal.workflows) RETURNS
                 n.tags, n.category)
     $$;
 
+-- workflows_before_write(): the BEFORE trigger described at the top of this file (version,
+-- timestamps, stale marking). Runs as the writer; changes only the row being written.
 CREATE FUNCTION dbal.workflows_before_write() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
