@@ -51,7 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "warm_ttl": 300.0,  # seconds
     "warm_size": 10_000,  # entries of the in-process warm store (no Redis)
     "clock_ttl": 1.0,  # lists filtered by validation status: membership changes with time
-    "redis_timeout": 0.1,  # socket connect/read timeout of Redis calls (seconds)
+    "redis_timeout": 0.1,  # socket read timeout of Redis calls (seconds)
+    "redis_connect_timeout": 1.0,  # socket connect timeout (seconds)
     "redis_retry_max": 2.0,  # longest pause between reconnection attempts (seconds)
     "redis_pool": 16,  # connections to Redis (calls beyond wait for one)
     "pubsub": True,  # push invalidations of hot entries to other processes
@@ -266,6 +267,7 @@ class Cache:
                 redis_url,
                 origin=self.origin,
                 timeout=float(o["redis_timeout"]),
+                connect_timeout=float(o["redis_connect_timeout"]),
                 retry_max=float(o["redis_retry_max"]),
                 warm_ttl=self.warm_ttl,
                 pubsub=bool(o["pubsub"]),

@@ -121,6 +121,7 @@ class RedisWarm:
         *,
         origin: str,
         timeout: float,
+        connect_timeout: float,
         retry_max: float,
         warm_ttl: float,
         pubsub: bool,
@@ -146,13 +147,14 @@ class RedisWarm:
         self._probe: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         # A bounded pool: a burst of concurrent calls queues for a few connections instead of
-        # opening one each (100 simultaneous connects overrun a 100 ms connect timeout).
+        # opening one each. Connecting gets its own, longer timeout: on a loaded machine a burst
+        # of new connections overran 100 ms, while a refused or reset connection fails at once.
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=pool_size,
             timeout=max(1.0, 10 * timeout),
             socket_timeout=timeout,
-            socket_connect_timeout=timeout,
+            socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
             health_check_interval=0,
@@ -162,7 +164,7 @@ class RedisWarm:
         self._sub: Redis = Redis.from_url(
             url,
             socket_timeout=None,
-            socket_connect_timeout=timeout,
+            socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
             retry_on_timeout=False,
         )
