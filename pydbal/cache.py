@@ -272,7 +272,7 @@ class Cache:
                 warm_ttl=self.warm_ttl,
                 pubsub=bool(o["pubsub"]),
                 pool_size=int(o["redis_pool"]),
-                on_remote=self._remote_invalidation,
+                on_remote=self._drop_local,
                 on_resync=self._drop_all_hot,
             )
         self._revalidator: Revalidator | None = None
@@ -455,7 +455,8 @@ class Cache:
         for tenant in list(self._gens):
             self._bump(tenant)
 
-    def _remote_invalidation(self, tenant: str, ids: list[str], all_workflows: bool) -> None:
+    def _drop_local(self, tenant: str, ids: list[str], all_workflows: bool) -> None:
+        """Drop what a write makes stale in this process (ours, or pushed by another process)."""
         self._bump(tenant)
         if all_workflows:
             self._hot_drop_tenant(tenant)
@@ -571,12 +572,7 @@ class Cache:
         ``lists``; the workflows' stats/validation; everything of the tenant with
         ``all_workflows``). Never raises for a cache failure."""
         ids = [str(i) for i in workflow_ids]
-        self._bump(tenant)
-        if all_workflows:
-            self._hot_drop_tenant(tenant)
-        else:
-            for i in ids:
-                self._hot_drop(tenant, i)
+        self._drop_local(tenant, ids, all_workflows)
         if self._memo:
             self._memo.clear()
         try:

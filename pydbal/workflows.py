@@ -195,6 +195,10 @@ class Workflows:
     async def _invalidate(self, *ids: Any, lists: bool = True) -> None:
         await self._cache.invalidate(self._scope.tenant_id, [str(i) for i in ids], lists=lists)
 
+    async def _invalidate_tenant(self) -> None:
+        """After a bulk write: everything cached of the tenant."""
+        await self._cache.invalidate(self._scope.tenant_id, (), lists=True, all_workflows=True)
+
     def _create_input(self, value: Any) -> CreateWorkflowInput:
         inp = _parse(CreateWorkflowInput, value)
         self._check_tenant(inp.tenant_id)
@@ -547,14 +551,14 @@ class Workflows:
                 VALIDATOR_VERSION,
             )
         )
-        await self._cache.invalidate(self._scope.tenant_id, (), lists=True, all_workflows=True)
+        await self._invalidate_tenant()
         return count
 
     async def delete_many(self, filter: WorkflowFilter | Mapping[str, Any] | None) -> int:
         """Delete every matching workflow the caller may delete; returns how many."""
         flt = _parse(WorkflowFilter, filter).model_dump(mode="json", exclude_none=True)
         count = int(await self._db.fetchval(q.DELETE_MANY, *self._ctx, _json(flt)))
-        await self._cache.invalidate(self._scope.tenant_id, (), lists=True, all_workflows=True)
+        await self._invalidate_tenant()
         return count
 
     async def restore(self, workflow_id: Any, version: int) -> Workflow:
@@ -647,7 +651,7 @@ class Workflows:
     async def release_expired_locks(self) -> int:
         count = int(await self._db.fetchval(q.RELEASE_EXPIRED_LOCKS, *self._ctx))
         if count:
-            await self._cache.invalidate(self._scope.tenant_id, (), lists=True, all_workflows=True)
+            await self._invalidate_tenant()
         return count
 
     async def record_execution(

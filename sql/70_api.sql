@@ -40,9 +40,10 @@ END
 $$;
 
 -- filter_sql(filter): a WHERE condition over dbal.workflows (alias w) for a filter object with
--- the keys enabled, is_locked (a live lease), category, created_by, name, ids, tags (any of), validation_status (as read:
--- an expired 'valid' is 'stale'), last_execution_status and search (web-search syntax). Values
--- are quoted with format('%L'); an unknown key is VALIDATION_ERROR (422).
+-- the keys enabled, is_locked (a live lease), category, created_by, name, ids, tags (any of),
+-- validation_status (as read: an expired 'valid' is 'stale'), last_execution_status and search
+-- (web-search syntax). Text keys take one value or a list of them. Values are quoted with
+-- format('%L'); an unknown key is VALIDATION_ERROR (422).
 CREATE FUNCTION dbal.filter_sql(p_filter jsonb) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
     AS $$
@@ -50,6 +51,7 @@ DECLARE
     v_parts text[] := ARRAY['true'];
     v_key text;
     v_value jsonb;
+    v_list text[];  -- the value as a list of texts (a single value: a list of one)
 BEGIN
     IF p_filter IS NULL OR p_filter = 'null'::jsonb THEN
         RETURN 'true';
@@ -59,6 +61,9 @@ BEGIN
     END IF;
     FOR v_key, v_value IN SELECT key, value FROM jsonb_each(p_filter) LOOP
         CONTINUE WHEN v_value = 'null'::jsonb;
+        v_list := CASE WHEN jsonb_typeof(v_value) = 'array'
+                       THEN ARRAY(SELECT jsonb_array_elements_text(v_value))
+                       ELSE ARRAY[v_value #>> '{}'] END;
         CASE v_key
         WHEN 'enabled' THEN
             v_parts := v_parts || format('w.enabled = %L::boolean', v_value #>> '{}');
@@ -67,26 +72,16 @@ BEGIN
                 '(w.is_locked AND w.lock_expires_at > clock_timestamp()) = %L::boolean',
                 v_value #>> '{}');
         WHEN 'category', 'created_by', 'name', 'last_execution_status' THEN
-            IF jsonb_typeof(v_value) = 'array' THEN
-                v_parts := v_parts || format('w.%I = ANY (%L::text[])', v_key,
-                    ARRAY(SELECT jsonb_array_elements_text(v_value)));
-            ELSE
-                v_parts := v_parts || format('w.%I = %L', v_key, v_value #>> '{}');
-            END IF;
+            v_parts := v_parts || format('w.%I = ANY (%L::text[])', v_key, v_list);
         WHEN 'validation_status' THEN
             v_parts := v_parts || format(
-                'dbal.effective_validation_status(w.validation_status, w.valid_until, w.validator_version) = ANY (%L::text[])',
-                CASE WHEN jsonb_typeof(v_value) = 'array'
-                     THEN ARRAY(SELECT jsonb_array_elements_text(v_value))
-                     ELSE ARRAY[v_value #>> '{}'] END);
+                'dbal.effective_validation_status(w.validation_status, w.valid_until, '
+                'w.validator_version) = ANY (%L::text[])', v_list);
         WHEN 'ids' THEN
             v_parts := v_parts || format('w.id = ANY (%L::uuid[])',
                 ARRAY(SELECT jsonb_array_elements_text(v_value)));
         WHEN 'tags' THEN
-            v_parts := v_parts || format('w.tags && %L::text[]',
-                CASE WHEN jsonb_typeof(v_value) = 'array'
-                     THEN ARRAY(SELECT jsonb_array_elements_text(v_value))
-                     ELSE ARRAY[v_value #>> '{}'] END);
+            v_parts := v_parts || format('w.tags && %L::text[]', v_list);
         WHEN 'search' THEN
             v_parts := v_parts || format(
                 'w.search_document @@ websearch_to_tsquery(''english''::regconfig, %L)',
