@@ -573,8 +573,8 @@ class Cache:
         ``all_workflows``). Never raises for a cache failure."""
         ids = [str(i) for i in workflow_ids]
         self._drop_local(tenant, ids, all_workflows)
-        if self._memo:
-            self._memo.clear()
+        # The memo needs no clearing: its keys carry the generations bumped here, so what this
+        # write made stale can no longer be looked up.
         try:
             await self._backend.invalidate(tenant, ids, lists, all_workflows)
         except Exception:  # pragma: no cover - backends handle their own failures
