@@ -41,6 +41,13 @@ def add_migrate_parser(subparsers: _SubParsers) -> None:
     parser.add_argument("--owner-role", help="owner role name (default $PYDBAL_OWNER_ROLE)")
     parser.add_argument("--app-role", help="application role name (default $PYDBAL_APP_ROLE)")
     parser.add_argument("--analyst-role", help="analyst role name (default $PYDBAL_ANALYST_ROLE)")
+    parser.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="wait at most this long for another runner's lock, then name it (default 60)",
+    )
     parser.set_defaults(func=cmd_migrate)
 
 
@@ -57,6 +64,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
                 owner_role=args.owner_role,
                 app_role=args.app_role,
                 analyst_role=args.analyst_role,
+                lock_timeout=args.lock_timeout,
             )
         )
     except (MigrationError, EmbeddedServerUnavailable) as exc:
@@ -116,6 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 from pydbal.cli_analysts import add_analysts_parser, add_sql_parser  # noqa: E402
 from pydbal.cli_ops import add_locks_parser, add_partitions_parser, add_stats_parser  # noqa: E402
+from pydbal.cli_purge import add_purge_parser  # noqa: E402
 from pydbal.cli_workflows import (  # noqa: E402
     add_export_parser,
     add_import_parser,
@@ -131,6 +140,7 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
     add_locks_parser,
     add_stats_parser,
     add_partitions_parser,
+    add_purge_parser,
     add_analysts_parser,
     add_sql_parser,
     add_demo_parser,

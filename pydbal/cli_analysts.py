@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from pydbal.cli_common import (
     CommandError,
     add_dsn_argument,
     add_user_argument,
+    duration,
     operator_dsn,
     run,
     user_of,
@@ -39,6 +40,36 @@ _SubParsers = Any
 
 # --------------------------------------------------------------------------------------------
 # The operations (also used by tests)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Limits set on an analyst login (``ALTER ROLE … SET``), in milliseconds; 0 = none.
+
+    They are the login's defaults: PostgreSQL lets a session change these settings itself, so
+    they protect against runaway queries and forgotten transactions, not against a hostile
+    analyst (the server-wide limits are the operator's; docs/security.md)."""
+
+    statement_timeout_ms: int = 300_000  # 5 minutes
+    idle_in_transaction_session_timeout_ms: int = 60_000  # 1 minute
+    lock_timeout_ms: int = 10_000  # 10 seconds
+
+    def settings(self) -> dict[str, int]:
+        return {
+            "statement_timeout": self.statement_timeout_ms,
+            "idle_in_transaction_session_timeout": self.idle_in_transaction_session_timeout_ms,
+            "lock_timeout": self.lock_timeout_ms,
+        }
+
+
+async def close_public_temp(conn: Any, roles: Roles) -> None:
+    """In the connected database: no temporary tables for PUBLIC (so for no analyst login);
+    the owner and application roles keep them. Database privileges are not copied by
+    ``CREATE DATABASE … TEMPLATE``, so this runs on every grant as well as in the migration."""
+    db = await conn.fetchval("SELECT current_database()")
+    ident = '"' + _ident(db) + '"'
+    await conn.execute(f"REVOKE TEMPORARY ON DATABASE {ident} FROM PUBLIC")
+    await conn.execute(f'GRANT TEMPORARY ON DATABASE {ident} TO "{roles.owner}", "{roles.app}"')
 
 
 @dataclass(frozen=True)
@@ -55,14 +86,26 @@ async def _require_superuser(conn: Any) -> None:
 
 
 async def grant_analyst(
-    dsn: str, login: str, tenants: Sequence[str], *, granted_by: str, roles: Roles | None = None
+    dsn: str,
+    login: str,
+    tenants: Sequence[str],
+    *,
+    granted_by: str,
+    roles: Roles | None = None,
+    limits: SessionLimits | None = None,
 ) -> int:
     """Let ``login`` read ``tenants``; grants it the analyst role if needed. Returns new rows.
 
     The login must exist, may log in, and must not be a superuser, BYPASSRLS, or a member of
-    the owner or application role (those see more than an analyst anyway).
+    the owner or application role (those see more than an analyst anyway). Sets the login's
+    session limits (``limits``, default :class:`SessionLimits`) and makes sure PUBLIC cannot
+    create temporary tables in this database (:func:`close_public_temp`).
     """
     roles = roles or resolve_roles()
+    limits = limits or SessionLimits()
+    for name, value in limits.settings().items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 86_400_000:
+            raise CommandError(f"{name} must be 0..86400000 ms, not {value!r}", EXIT_USAGE)
     if not tenants or any(not t or len(t) > 255 for t in tenants):
         raise CommandError("give one or more tenant ids (1 to 255 characters)", EXIT_USAGE)
     conn = await asyncpg.connect(dsn)
@@ -95,6 +138,10 @@ async def grant_analyst(
             if not row["is_analyst"]:
                 # Both names were checked (ROLE_NAME / pg_roles): quoting as identifiers is safe.
                 await conn.execute(f'GRANT "{roles.analyst}" TO "{_ident(login)}"')
+            for name, value in limits.settings().items():
+                # name is one of three literals, value an int checked above
+                await conn.execute(f'ALTER ROLE "{_ident(login)}" SET {name} = {value}')
+            await close_public_temp(conn, roles)
             result = await conn.execute(
                 """INSERT INTO dbal.analyst_grants (tenant_id, login, granted_by)
                    SELECT t, $1::name, $3 FROM unnest($2::text[]) t
@@ -160,6 +207,28 @@ def add_analysts_parser(subparsers: _SubParsers) -> None:
     )
     grant.add_argument("login", help="an existing LOGIN role (the analyst's own)")
     grant.add_argument("tenants", nargs="+", metavar="TENANT")
+    defaults = SessionLimits()
+    grant.add_argument(
+        "--statement-timeout",
+        type=_duration_ms,
+        default=defaults.statement_timeout_ms,
+        metavar="DURATION",
+        help="the login's statement_timeout (default 5min; 0 = none); e.g. 30s, 5min, 1h",
+    )
+    grant.add_argument(
+        "--idle-timeout",
+        type=_duration_ms,
+        default=defaults.idle_in_transaction_session_timeout_ms,
+        metavar="DURATION",
+        help="the login's idle_in_transaction_session_timeout (default 1min)",
+    )
+    grant.add_argument(
+        "--lock-timeout",
+        type=_duration_ms,
+        default=defaults.lock_timeout_ms,
+        metavar="DURATION",
+        help="the login's lock_timeout (default 10s)",
+    )
     add_dsn_argument(grant)
     add_user_argument(grant)
     grant.set_defaults(func=cmd_analysts)
@@ -177,6 +246,11 @@ def add_analysts_parser(subparsers: _SubParsers) -> None:
     lst.set_defaults(func=cmd_analysts)
 
 
+def _duration_ms(text: str) -> int:
+    """A duration (see :func:`pydbal.cli_common.duration`) of at most 24 h, in milliseconds."""
+    return round(duration(text, maximum=timedelta(hours=24)) / timedelta(milliseconds=1))
+
+
 def cmd_analysts(args: argparse.Namespace) -> int:
     async def body() -> int:
         dsn = operator_dsn(args)
@@ -184,7 +258,10 @@ def cmd_analysts(args: argparse.Namespace) -> int:
         if action in ("grant", "revoke") and not 0 < len(args.login) <= 63:
             raise CommandError(f"invalid login name {args.login!r}", EXIT_USAGE)
         if action == "grant":
-            added = await grant_analyst(dsn, args.login, args.tenants, granted_by=user_of(args))
+            limits = SessionLimits(args.statement_timeout, args.idle_timeout, args.lock_timeout)
+            added = await grant_analyst(
+                dsn, args.login, args.tenants, granted_by=user_of(args), limits=limits
+            )
             print(f"granted {args.login}: {', '.join(args.tenants)} ({added} new)")
             return EXIT_OK
         if action == "revoke":

@@ -13,6 +13,7 @@ import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -104,3 +105,24 @@ async def _call(body: Callable[[], Awaitable[int]]) -> int:
 async def connect_raw(dsn: str) -> Any:
     """A plain asyncpg connection (operator queries outside the workflow API)."""
     return await asyncpg.connect(dsn)
+
+
+_UNITS_MS = {"ms": 1, "s": 1_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def duration(text: str, *, maximum: timedelta = timedelta(days=36_500)) -> timedelta:
+    """A command-line duration (``250ms``, ``30s``, ``5min``, ``1h``, ``30d``; a plain number is
+    seconds) within 0 .. ``maximum``. Raises ``argparse.ArgumentTypeError`` (exit 2) otherwise,
+    NaN and infinity included."""
+    value = text.strip().lower()
+    unit = next((u for u in ("ms", "min", "s", "h", "d") if value.endswith(u)), "")
+    try:
+        amount = float(value[: -len(unit)] if unit else value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (e.g. 30s, 5min, 30d)"
+        ) from None
+    ms = amount * _UNITS_MS[unit or "s"]
+    if not 0 <= ms <= maximum / timedelta(milliseconds=1):  # False for NaN
+        raise argparse.ArgumentTypeError(f"duration must be between 0 and {maximum}: {text!r}")
+    return timedelta(milliseconds=round(ms))

@@ -233,6 +233,41 @@ def _verify_applied(applied: list[tuple[str, str]], files: dict[str, Path]) -> N
             )
 
 
+_LOCK_HOLDERS = """
+SELECT l.pid, a.usename::text AS login, a.application_name, a.backend_start, a.state
+  FROM pg_catalog.pg_locks l
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+ WHERE l.locktype = 'advisory' AND l.granted AND l.database = (
+           SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+   AND l.classid::bigint = ($1::bigint >> 32) AND l.objid::bigint = ($1::bigint & 4294967295)
+   AND l.pid <> pg_catalog.pg_backend_pid()
+"""
+
+
+async def _take_runner_lock(conn: Any, timeout_s: float) -> None:
+    """Take the runners' advisory lock within ``timeout_s`` or name who holds it."""
+    await conn.execute(f"SET LOCAL lock_timeout = {round(timeout_s * 1000)}")
+    try:
+        async with conn.transaction():  # a savepoint: the outer transaction survives a timeout
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+    except asyncpg.LockNotAvailableError:
+        holders = await conn.fetch(_LOCK_HOLDERS, LOCK_KEY)
+        who = (
+            "; ".join(
+                f"pid {h['pid']} (login {h['login']}, application {h['application_name']!r}, "
+                f"connected {h['backend_start']:%Y-%m-%d %H:%M:%S%z}, {h['state']})"
+                for h in holders
+            )
+            or "a session that has since released it"
+        )
+        raise MigrationError(
+            f"another session holds pydbal's migration lock (advisory key {LOCK_KEY:#x}) and "
+            f"did not release it within {timeout_s:g}s: {who}. Wait for it, or end it with "
+            "SELECT pg_terminate_backend(pid)"
+        ) from None
+    await conn.execute("SET LOCAL lock_timeout = 0")
+
+
 async def migrate(
     dsn: str,
     *,
@@ -242,8 +277,13 @@ async def migrate(
     analyst_role: str | None = None,
     sql_dir: Path | str | None = None,
     migrations_dir: Path | str | None = None,
+    lock_timeout: float = 60.0,
 ) -> list[str]:
     """Install or upgrade the schema of the database at ``dsn``; return the migrations applied.
+
+    Runners on one database are serialised by an advisory lock; a runner waits for it at most
+    ``lock_timeout`` seconds, then fails with a :class:`MigrationError` naming the sessions
+    that hold it (pid, login, application, since when).
 
     On a database without ledger rows, ``mode="auto"`` applies ``sql/*.sql`` and records every
     migration as applied; ``mode="migrations"`` applies every migration file instead. On a
@@ -268,8 +308,10 @@ async def migrate(
     try:
         await _require_superuser(conn)
         await ensure_roles(conn, roles)
+        if not 0 < lock_timeout <= 86_400:  # also refuses NaN
+            raise MigrationError(f"lock_timeout must be 0 < seconds <= 86400, not {lock_timeout}")
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await _take_runner_lock(conn, lock_timeout)
             applied = await _applied(conn)
             if not applied:
                 if await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):

@@ -102,6 +102,9 @@ class Workflow(_Model):
     locked_by: str | None = None
     locked_at: datetime | None = None
     lock_expires_at: datetime | None = None
+    #: When it was archived (``delete``); None for a live workflow. Archived workflows are read
+    #: only through ``list({"archived": True})`` and come back with ``unarchive``.
+    archived_at: datetime | None = None
 
 
 class _DefinitionFields(_Input):
@@ -184,6 +187,8 @@ class WorkflowFilter(_Input):
     last_execution_status: ExecutionStatus | None = None
     search: str | None = None
     ids: list[UUID] | None = None
+    #: True: only archived (deleted) workflows; False or None: live ones.
+    archived: bool | None = None
 
     @field_validator("tags", mode="before")
     @classmethod

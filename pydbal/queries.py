@@ -23,7 +23,7 @@ def workflow_columns(prefix: str) -> str:
         f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}locked_by END AS locked_by, "
         f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}locked_at END AS locked_at, "
         f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}lock_expires_at END "
-        f"AS lock_expires_at"
+        f"AS lock_expires_at, {p}archived_at"
     )
 
 
@@ -44,12 +44,12 @@ SEARCH = (
 
 _INSERT_CALL = (
     "dbal.api_insert($1::text, $2::text, $3::text, "
-    "p_ids => $4::uuid[], p_names => $5::text[], p_descriptions => $6::text[], "
-    "p_nodes => $7::jsonb[], p_edges => $8::jsonb[], p_variables => $9::jsonb[], "
-    "p_config => $10::jsonb[], p_tags => $11::jsonb[], p_categories => $12::text[], "
-    "p_enabled => $13::boolean[], p_validation_status => $14::text[], "
-    "p_validation_errors => $15::jsonb[], p_validator_version => $16::integer, "
-    "p_rename => $17::boolean)"
+    "p_names => $4::text[], p_descriptions => $5::text[], "
+    "p_nodes => $6::jsonb[], p_edges => $7::jsonb[], p_variables => $8::jsonb[], "
+    "p_config => $9::jsonb[], p_tags => $10::jsonb[], p_categories => $11::text[], "
+    "p_enabled => $12::boolean[], p_validation_status => $13::text[], "
+    "p_validation_errors => $14::jsonb[], p_validator_version => $15::integer, "
+    "p_rename => $16::boolean)"
 )
 
 INSERT = f"SELECT {_W} FROM {_INSERT_CALL} w"
@@ -64,6 +64,14 @@ UPDATE = (
 )
 
 DELETE = "SELECT dbal.api_delete($1::text, $2::text, $3::text, $4::uuid)"
+
+UNARCHIVE = f"SELECT {_W} FROM dbal.api_unarchive($1::text, $2::text, $3::text, $4::uuid) w"
+
+# Operators only (a superuser DSN): sql/73_purge.sql.
+PURGE_ARCHIVED = (
+    "SELECT tenant_id, workflow_id, name, archived_at "
+    "FROM dbal.purge_archived($1::interval, $2::text)"
+)
 
 UPDATE_MANY = (
     "SELECT dbal.api_update_many($1::text, $2::text, $3::text, p_filter => $4::jsonb, "

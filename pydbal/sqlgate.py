@@ -208,8 +208,45 @@ def _function_reason(func: exp.Func) -> str | None:
     return f"function {name}() is not on the allow list of read-only functions"
 
 
+def _relation_reason(table: exp.Table) -> str | None:
+    """Why reading this relation is refused: the statistics views, row estimates and lock
+    tables reveal what happens in other tenants (counts of rows fetched, inserted, estimated),
+    and pydbal's base tables are not the analysts' (read dbal_analytics.*)."""
+    name = table.name.lower()
+    schema = (table.db or "").lower()
+    if schema in ("", "pg_catalog") and (
+        name.startswith(("pg_stat_", "pg_statio_"))
+        or name in ("pg_stats", "pg_stats_ext", "pg_statistic", "pg_locks")
+    ):
+        return (
+            f"{name} is not allowed: statistics and lock views reveal other tenants' activity "
+            "and row counts"
+        )
+    if schema in ("", "pg_catalog") and name == "pg_class" and _reads_estimates(table):
+        return "pg_class row estimates (reltuples, relpages) reveal other tenants' row counts"
+    if schema == "dbal" and name != "analyst_grants":
+        return f"dbal.{name} is not for analysts: read the dbal_analytics views"
+    return None
+
+
+_ESTIMATE_COLUMNS = frozenset({"reltuples", "relpages", "relallvisible", "relallfrozen"})
+
+
+def _reads_estimates(table: exp.Table) -> bool:
+    query = table.find_ancestor(exp.Select)
+    if query is None:
+        return True
+    if any(isinstance(e, exp.Star) for e in query.expressions):
+        return True
+    return any(c.name.lower() in _ESTIMATE_COLUMNS for c in query.find_all(exp.Column))
+
+
 def _tree_reason(tree: exp.Expr) -> str | None:
     for node in tree.walk():
+        if isinstance(node, exp.Table) and node.name:
+            reason = _relation_reason(node)
+            if reason is not None:
+                return reason
         reason = _statement_reason(node)
         if reason is not None:
             if node is not tree and isinstance(node, _DML):

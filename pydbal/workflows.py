@@ -216,7 +216,6 @@ class Workflows:
         statuses = [_report_status(r) for r in reports]
         args = (
             *self._ctx,
-            [uuid4() for _ in inputs],
             [i.name for i in inputs],
             [i.description for i in inputs],
             [_json(i.nodes) for i in inputs],
@@ -493,7 +492,10 @@ class Workflows:
         return await self._apply(self._id(workflow_id), {"enabled": enabled}, None)
 
     async def delete(self, workflow_id: Any) -> bool:
-        """True when deleted; False when there was no such workflow (or another tenant's)."""
+        """Archive the workflow: True when archived; False when there was no such live workflow
+        (or another tenant's). It disappears from every read; its history, executions, roll-ups
+        and audit stay, and ``unarchive`` brings it back. Only an operator removes data
+        (``pydbal purge``)."""
         wid = _uuid(workflow_id)
         if wid is None:
             return False
@@ -501,6 +503,19 @@ class Workflows:
         if deleted:
             await self._invalidate(wid)
         return deleted
+
+    async def unarchive(self, workflow_id: Any) -> Workflow | None:
+        """Bring an archived workflow back, with its id, history and executions; None when the
+        tenant has no archived workflow with this id. If a live workflow took its name meanwhile,
+        it comes back renamed to the next free ``"<name> (n)"``. Same role rule as ``update``."""
+        wid = _uuid(workflow_id)
+        if wid is None:
+            return None
+        rec = await self._db.fetchrow(q.UNARCHIVE, *self._ctx, wid)
+        if rec is None:
+            return None
+        await self._invalidate(wid)
+        return _workflow(rec)
 
     async def upsert(
         self,

@@ -96,4 +96,19 @@ CREATE FUNCTION dbal.current_validator_version() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT 1 $$;
 
+-- ctx_archived(): true while the current transaction asked to see archived workflows (set only
+-- by the entry points that list or unarchive them: dbal.archived = 'visible'). The workflows
+-- policies hide archived rows otherwise, so every read path forgets them without a filter of its
+-- own. Not a security boundary: the service may act for any tenant and may see its archive.
+CREATE FUNCTION dbal.ctx_archived() RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$ SELECT current_setting('dbal.archived', true) = 'visible' $$;
+
+-- validity_period(): how long a stored validation result stays current. The one home of the
+-- "one hour" rule: the entry points stamp valid_until = now() + this, and a CHECK constraint on
+-- dbal.workflows refuses any result that outlives it, whoever writes the row.
+CREATE FUNCTION dbal.validity_period() RETURNS interval
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT interval '1 hour' $$;
+
 RESET ROLE;

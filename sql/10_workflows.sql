@@ -3,8 +3,14 @@
 -- Keys: the primary key and every unique index start with tenant_id, so the table can be
 -- distributed by tenant (Citus) without change. CHECK constraints reject what can never be
 -- valid even for writes that bypass pydbal. Lock and execution columns are written only by the
--- SECURITY DEFINER functions of sql/40_locks.sql and sql/41_record_execution.sql (see the
--- column grants in sql/90_grants.sql).
+-- SECURITY DEFINER functions of sql/40_locks.sql and sql/41_record_execution.sql; every other
+-- column by the definer entry points of sql/70_api.sql and sql/72_archive.sql. The application
+-- role may not write this table at all (sql/90_grants.sql).
+--
+-- Rows are never deleted through pydbal: deleting a workflow archives it (archived_at), which
+-- keeps its history, executions, roll-ups and audit; only an operator's purge
+-- (sql/73_purge.sql) removes rows. Ids are chosen by the database (gen_random_uuid()), never by
+-- a caller, so a removed id never comes back and its fencing tokens never repeat.
 
 SET LOCAL ROLE @owner_role@;
 
@@ -67,8 +73,12 @@ CREATE TABLE dbal.workflows (
         || setweight(to_tsvector('english'::regconfig, dbal.tags_text(tags)), 'C')
     ) STORED,
 
+    -- Archive (sql/72_archive.sql): an archived workflow is hidden from every read by the
+    -- policies; its name is free for a live workflow while it is archived.
+    archived_at             timestamptz,
+    archived_by             text,
+
     CONSTRAINT workflows_pkey PRIMARY KEY (tenant_id, id),
-    CONSTRAINT workflows_tenant_name_key UNIQUE (tenant_id, name),
     CONSTRAINT workflows_tenant_not_empty CHECK (tenant_id <> '' AND length(tenant_id) <= 255),
     CONSTRAINT workflows_name_length CHECK (btrim(name) <> '' AND length(name) <= 255),
     CONSTRAINT workflows_created_by_not_empty CHECK (created_by <> ''),
@@ -81,6 +91,14 @@ CREATE TABLE dbal.workflows (
         category IN ('system', 'user', 'package', 'automation', 'integration', 'template')),
     CONSTRAINT workflows_validation_status_known CHECK (
         validation_status IN ('valid', 'invalid', 'stale', 'pending')),
+    -- A stored validation result lives at most dbal.validity_period() and was made by a validator
+    -- the database knows: valid_until = 'infinity' or a future validator can never be stored.
+    CONSTRAINT workflows_validity_bounded CHECK (
+        valid_until IS NULL
+        OR (validated_at IS NOT NULL AND valid_until <= validated_at + dbal.validity_period())),
+    CONSTRAINT workflows_validator_known CHECK (
+        validator_version IS NULL OR validator_version <= dbal.current_validator_version()),
+    CONSTRAINT workflows_archive_consistent CHECK ((archived_at IS NULL) = (archived_by IS NULL)),
     CONSTRAINT workflows_valid_has_result CHECK (
         validation_status <> 'valid'
         OR (validated_at IS NOT NULL AND valid_until IS NOT NULL AND validator_version IS NOT NULL)),
@@ -97,6 +115,11 @@ CREATE TABLE dbal.workflows (
 COMMENT ON TABLE dbal.workflows IS
     'Workflow definitions (nodes and edges), one row per workflow of a tenant. RLS: see sql/50_policies.sql.';
 
+-- Names are unique among a tenant's live workflows only: archiving frees the name.
+CREATE UNIQUE INDEX workflows_tenant_name_key ON dbal.workflows (tenant_id, name)
+    WHERE archived_at IS NULL;
+CREATE INDEX workflows_tenant_archived_idx ON dbal.workflows (tenant_id, archived_at DESC, id)
+    WHERE archived_at IS NOT NULL;
 CREATE INDEX workflows_tenant_updated_idx ON dbal.workflows (tenant_id, updated_at DESC, id);
 CREATE INDEX workflows_tenant_created_idx ON dbal.workflows (tenant_id, created_at DESC, id);
 CREATE INDEX workflows_tenant_category_idx ON dbal.workflows (tenant_id, category);

@@ -2,7 +2,9 @@
 --
 -- Each change of a workflow's definition (nodes, edges, variables, config) keeps the previous
 -- definition here, with its version number, who made it and when (sql/30_workflow_triggers.sql).
--- Rows are written only by that trigger; nobody but a superuser can change or delete them.
+-- Rows are written only by that trigger; nobody but a superuser can change or delete them, and
+-- the foreign key has no ON DELETE CASCADE: a workflow with history cannot be deleted by accident
+-- (workflows are archived; an operator's purge, sql/73_purge.sql, removes history first).
 
 SET LOCAL ROLE @owner_role@;
 
@@ -22,7 +24,7 @@ CREATE TABLE dbal.workflow_versions (
     replaced_at  timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT workflow_versions_pkey PRIMARY KEY (tenant_id, workflow_id, version),
     CONSTRAINT workflow_versions_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
-        REFERENCES dbal.workflows (tenant_id, id) ON DELETE CASCADE
+        REFERENCES dbal.workflows (tenant_id, id)
 );
 
 COMMENT ON TABLE dbal.workflow_versions IS

@@ -30,7 +30,7 @@ CREATE TABLE dbal.workflow_executions (
     CONSTRAINT workflow_executions_status_known CHECK (status IN ('success', 'failure', 'pending', 'timeout')),
     CONSTRAINT workflow_executions_duration_sane CHECK (duration_ms IS NULL OR duration_ms >= 0),
     CONSTRAINT workflow_executions_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
-        REFERENCES dbal.workflows (tenant_id, id) ON DELETE CASCADE
+        REFERENCES dbal.workflows (tenant_id, id)
 ) PARTITION BY RANGE (started_at);
 
 CREATE INDEX workflow_executions_workflow_idx
@@ -45,7 +45,7 @@ CREATE TABLE dbal.execution_keys (
     CONSTRAINT execution_keys_pkey PRIMARY KEY (tenant_id, execution_id),
     CONSTRAINT execution_keys_id_length CHECK (length(execution_id) BETWEEN 1 AND 255),
     CONSTRAINT execution_keys_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
-        REFERENCES dbal.workflows (tenant_id, id) ON DELETE CASCADE
+        REFERENCES dbal.workflows (tenant_id, id)
 );
 
 -- duration_bucket(ms): the histogram bucket of a duration. Bucket 0 holds durations under 1 ms;
@@ -80,7 +80,7 @@ CREATE TABLE dbal.workflow_stats_hourly (
     hist          integer[]   NOT NULL DEFAULT array_fill(0, ARRAY[240]),
     CONSTRAINT workflow_stats_hourly_pkey PRIMARY KEY (tenant_id, workflow_id, hour),
     CONSTRAINT workflow_stats_hourly_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
-        REFERENCES dbal.workflows (tenant_id, id) ON DELETE CASCADE
+        REFERENCES dbal.workflows (tenant_id, id)
 );
 
 COMMENT ON TABLE dbal.workflow_stats_hourly IS
@@ -101,7 +101,7 @@ CREATE TABLE dbal.workflow_stats_daily (
     hist          integer[]   NOT NULL DEFAULT array_fill(0, ARRAY[240]),
     CONSTRAINT workflow_stats_daily_pkey PRIMARY KEY (tenant_id, workflow_id, day),
     CONSTRAINT workflow_stats_daily_workflow_fkey FOREIGN KEY (tenant_id, workflow_id)
-        REFERENCES dbal.workflows (tenant_id, id) ON DELETE CASCADE
+        REFERENCES dbal.workflows (tenant_id, id)
 );
 
 COMMENT ON TABLE dbal.workflow_stats_daily IS

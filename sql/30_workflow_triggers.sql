@@ -2,6 +2,9 @@
 --
 -- Before each row is written (workflows_before_write, runs as the caller):
 --   * INSERT: version 1, timestamps from the server, validation fields consistent;
+--   * INSERT or UPDATE storing a validation result (valid/invalid with a new validated_at):
+--     validated_at is the database clock and valid_until at most dbal.validity_period() later,
+--     whatever the writer sent (the CHECK constraints of sql/10_workflows.sql back this up);
 --   * UPDATE: updated_at kept; version + 1 when the content changed or the writer asked for it
 --     (SET version = version + 1, so an update without changes still counts as one); a change of
 --     nodes, edges or variables without a new validation result marks validation 'stale', so a
@@ -9,7 +12,7 @@
 -- After each statement (workflows_after_*, SECURITY DEFINER so that every role that may change
 -- a workflow can write history and audit rows it may not write itself):
 --   * the previous definition of every row whose definition changed goes to workflow_versions;
---   * one audit row per created, changed or deleted workflow. Changes to lock and execution
+--   * one audit row per created, changed or purged workflow. Changes to lock and execution
 --     columns only are audited by the functions that make them, not here.
 
 SET LOCAL ROLE @owner_role@;
@@ -32,6 +35,13 @@ CREATE FUNCTION dbal.workflows_before_write() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
     AS $$
 BEGIN
+    IF NEW.validation_status IN ('valid', 'invalid')
+       AND (TG_OP = 'INSERT' OR NEW.validated_at IS DISTINCT FROM OLD.validated_at
+            OR NEW.validation_status IS DISTINCT FROM OLD.validation_status) THEN
+        NEW.validated_at := now();
+        NEW.valid_until := least(coalesce(NEW.valid_until, 'infinity'),
+                                 now() + dbal.validity_period());
+    END IF;
     IF TG_OP = 'INSERT' THEN
         NEW.version := 1;
         NEW.created_at := now();
@@ -69,12 +79,14 @@ CREATE TRIGGER workflows_before_write
     BEFORE INSERT OR UPDATE ON dbal.workflows
     FOR EACH ROW EXECUTE FUNCTION dbal.workflows_before_write();
 
--- The columns changed only through the lock and execution functions, which audit themselves.
+-- The columns changed only through the lock, execution and archive functions, which audit
+-- themselves.
 CREATE FUNCTION dbal.system_columns() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT ARRAY['execution_count', 'finished_execution_count', 'last_executed_at',
                        'last_execution_status', 'average_execution_time', 'is_locked',
-                       'locked_by', 'locked_at', 'lock_expires_at', 'lock_token'] $$;
+                       'locked_by', 'locked_at', 'lock_expires_at', 'lock_token',
+                       'archived_at', 'archived_by'] $$;
 
 -- workflows_after_statement(): history and audit for one INSERT, UPDATE or DELETE statement,
 -- set-based over its transition tables (a bulk write costs one INSERT per table, not one per row).
@@ -92,8 +104,9 @@ BEGIN
         SELECT n.tenant_id, v_user, v_role, 'create', n.id, jsonb_build_object('name', n.name)
         FROM new_rows n;
     ELSIF TG_OP = 'DELETE' THEN
+        -- only an operator's purge deletes rows (sql/73_purge.sql): audited as such
         INSERT INTO dbal.audit_log (tenant_id, user_id, user_role, operation, workflow_id, details)
-        SELECT o.tenant_id, v_user, v_role, 'delete', o.id,
+        SELECT o.tenant_id, v_user, v_role, 'purge', o.id,
                jsonb_build_object('name', o.name, 'version', o.version)
         FROM old_rows o;
     ELSE

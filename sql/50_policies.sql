@@ -3,17 +3,19 @@
 -- Every table holding tenant data has RLS ENABLED and FORCED (FORCE makes the owner subject to
 -- the policies too, so the SECURITY DEFINER functions see only the request's tenant).
 --
--- Application role (@app_role@), for every table: read = same tenant.
---   workflows: insert = same tenant, role admin/god/supergod, created_by = the request's user;
---              update/delete = same tenant and (role admin/god/supergod or created_by = the
---              user); WITH CHECK on update, so no row can be moved to another tenant.
---   everything else: no write policy (and no write privilege): written by definer functions.
+-- Application role (@app_role@), for every table: read = same tenant. It has no write privilege
+-- on any table (sql/90_grants.sql), so it has no write policy either: every write is made by a
+-- SECURITY DEFINER entry point that checks the request's role itself.
 -- Owner role (@owner_role@), i.e. the SECURITY DEFINER functions and definer triggers:
 --   same tenant for everything they read or change; the functions do their own role checks.
 --   Append-only trails (audit_log, workflow_versions) accept inserts for any tenant, because the
 --   definer triggers must record direct SQL changes made by operators without a request context.
+-- Archived workflows (archived_at set) are hidden from both roles unless the transaction asked
+-- for them (dbal.ctx_archived(), set by the entry points that list or unarchive them).
 -- A missing context makes dbal.ctx_tenant() NULL: no row matches, so nothing is visible and
 -- nothing can be written.
+-- Every policy compares columns with the request context only (no subqueries), the shape Citus
+-- accepts on distributed tables.
 
 SET LOCAL ROLE @owner_role@;
 
@@ -34,17 +36,9 @@ ALTER TABLE dbal.workflow_stats_daily FORCE ROW LEVEL SECURITY;
 
 -- workflows ------------------------------------------------------------------------------------
 CREATE POLICY workflows_app_select ON dbal.workflows FOR SELECT TO @app_role@
-    USING (tenant_id = dbal.ctx_tenant());
-CREATE POLICY workflows_app_insert ON dbal.workflows FOR INSERT TO @app_role@
-    WITH CHECK (tenant_id = dbal.ctx_tenant() AND dbal.ctx_is_admin()
-                AND created_by = dbal.ctx_user());
-CREATE POLICY workflows_app_update ON dbal.workflows FOR UPDATE TO @app_role@
-    USING (tenant_id = dbal.ctx_tenant() AND (dbal.ctx_is_admin() OR created_by = dbal.ctx_user()))
-    WITH CHECK (tenant_id = dbal.ctx_tenant() AND (dbal.ctx_is_admin() OR created_by = dbal.ctx_user()));
-CREATE POLICY workflows_app_delete ON dbal.workflows FOR DELETE TO @app_role@
-    USING (tenant_id = dbal.ctx_tenant() AND (dbal.ctx_is_admin() OR created_by = dbal.ctx_user()));
+    USING (tenant_id = dbal.ctx_tenant() AND (archived_at IS NULL OR dbal.ctx_archived()));
 CREATE POLICY workflows_owner_all ON dbal.workflows FOR ALL TO @owner_role@
-    USING (tenant_id = dbal.ctx_tenant())
+    USING (tenant_id = dbal.ctx_tenant() AND (archived_at IS NULL OR dbal.ctx_archived()))
     WITH CHECK (tenant_id = dbal.ctx_tenant());
 
 -- workflow_versions and audit_log: append-only trails ---------------------------------------------
@@ -56,6 +50,8 @@ CREATE POLICY workflow_versions_owner_insert ON dbal.workflow_versions FOR INSER
     WITH CHECK (true);
 
 CREATE POLICY audit_log_app_select ON dbal.audit_log FOR SELECT TO @app_role@
+    USING (tenant_id = dbal.ctx_tenant());
+CREATE POLICY audit_log_owner_select ON dbal.audit_log FOR SELECT TO @owner_role@
     USING (tenant_id = dbal.ctx_tenant());
 CREATE POLICY audit_log_owner_insert ON dbal.audit_log FOR INSERT TO @owner_role@
     WITH CHECK (true);

@@ -1,25 +1,33 @@
 -- 70_api.sql — the entry points of pydbal's Python API: one statement per request.
 --
--- Each function takes the request's tenant, user and role as its first arguments, switches to
--- the application role for the rest of the transaction (so that a superuser or owner login —
--- the embedded server, an operator's DSN — is still subject to row-level security), sets the
+-- Each function takes the request's tenant, user and role as its first arguments, sets the
 -- transaction-local context and runs the statement. One round trip, and on Citus each is
--- distributable by its p_tenant argument. They are SECURITY INVOKER: the policies of
--- sql/50_policies.sql decide what they see and change. Executable by @app_role@ only.
+-- distributable by its p_tenant argument. Executable by @app_role@ only.
+--   * Reads (api_get, api_list, api_search, api_history, api_executions, api_audit) are SECURITY
+--     INVOKER: they switch to the application role for the rest of the transaction (so that a
+--     superuser login — the embedded server, an operator's DSN — is still subject to row-level
+--     security) and the policies of sql/50_policies.sql decide what they see.
+--   * Writes (api_insert, api_update, api_update_many, store_validation, and the archive
+--     functions of sql/72_archive.sql) are SECURITY DEFINER with a pinned search_path: the
+--     application role may not write any table itself, so these functions are the only way in.
+--     They run as @owner_role@, whose policies still confine them to the request's tenant, and
+--     make the role checks (dbal.writable, changeable_sql) themselves. The database chooses ids
+--     and validation lifetimes; a caller can only ask.
 
 SET LOCAL ROLE @owner_role@;
 
 -- enter_app(tenant, user, role): what dbal.enter does (same checks, same errors), after switching
--- the current role to @app_role@ until the end of the transaction; fails for a login that is not
--- a member of it. Tenant, user and role are all required. Written out in one function, with one
--- statement setting the context, because every read pays for it.
+-- the current role to @app_role@ until the end of the transaction (fails for a login that is not
+-- a member of it); inside a SECURITY DEFINER entry point (current_user is @owner_role@) the role
+-- stays, and the owner's policies apply. Tenant, user and role are all required. Written out in
+-- one function, with one statement setting the context, because every read pays for it.
 CREATE FUNCTION dbal.enter_app(p_tenant text, p_user text, p_role text) RETURNS text
     LANGUAGE plpgsql
     AS $$
 DECLARE
     v_current text;
 BEGIN
-    IF current_user::text <> '@app_role@' THEN
+    IF current_user::text NOT IN ('@app_role@', '@owner_role@') THEN
         PERFORM set_config('role', '@app_role@', true);
     END IF;
     IF p_tenant IS NULL OR p_tenant = '' OR p_user IS NULL OR p_role IS NULL THEN
@@ -41,8 +49,9 @@ $$;
 
 -- filter_sql(filter): a WHERE condition over dbal.workflows (alias w) for a filter object with
 -- the keys enabled, is_locked (a live lease), category, created_by, name, ids, tags (any of),
--- validation_status (as read: an expired 'valid' is 'stale'), last_execution_status and search
--- (web-search syntax). Text keys take one value or a list of them. Values are quoted with
+-- validation_status (as read: an expired 'valid' is 'stale'), last_execution_status, search
+-- (web-search syntax) and archived (true: only archived workflows, which the caller must also
+-- make visible with dbal.ctx_archived(); false or absent: live ones, as the policies show). Text keys take one value or a list of them. Values are quoted with
 -- format('%L'); an unknown key is VALIDATION_ERROR (422).
 CREATE FUNCTION dbal.filter_sql(p_filter jsonb) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
@@ -67,6 +76,9 @@ BEGIN
         CASE v_key
         WHEN 'enabled' THEN
             v_parts := v_parts || format('w.enabled = %L::boolean', v_value #>> '{}');
+        WHEN 'archived' THEN
+            v_parts := v_parts || format('(w.archived_at IS NOT NULL) = %L::boolean',
+                                         v_value #>> '{}');
         WHEN 'is_locked' THEN
             v_parts := v_parts || format(
                 '(w.is_locked AND w.lock_expires_at > clock_timestamp()) = %L::boolean',
@@ -109,6 +121,8 @@ $$;
 -- api_list(...): one page of the tenant's workflows matching the filter, sorted by p_sort
 -- (created_at, updated_at, last_executed_at, execution_count, name) then id, with the total
 -- number of matches on every row. A page past the end returns one row with wf NULL and the total.
+-- With {"archived": true} in the filter it lists archived workflows (newest archive first when
+-- sorted by updated_at is not what you want: sort by any field as usual).
 CREATE FUNCTION dbal.api_list(
         p_tenant text, p_user text, p_role text, p_filter jsonb, p_sort text, p_desc boolean,
         p_offset integer, p_limit integer)
@@ -128,6 +142,9 @@ BEGIN
         PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
     END IF;
     v_where := dbal.filter_sql(p_filter);
+    IF coalesce((p_filter ->> 'archived')::boolean, false) THEN
+        PERFORM set_config('dbal.archived', 'visible', true);
+    END IF;
     -- Sort and count over (id, sort key) only, then read the page's rows by primary key: a
     -- whole-row value would detoast every matching definition, not just the page's.
     RETURN QUERY EXECUTE format(
@@ -206,15 +223,19 @@ $$;
 -- statement and returns them. Only admin, god and supergod may create (FORBIDDEN otherwise).
 -- A name already taken raises a unique violation on workflows_tenant_name_key (CONFLICT), unless
 -- p_rename: then each workflow takes the next free "<name> (2)", "(3)", … A validation status
--- valid/invalid stamps validated_at = now and valid_until = now + 1 hour.
+-- valid/invalid stamps validated_at = now and valid_until = now + dbal.validity_period(). Ids are
+-- the database's (gen_random_uuid()): a caller cannot choose one, nor bring back a removed one.
+-- SECURITY DEFINER: the only way a workflow is created.
 CREATE FUNCTION dbal.api_insert(
         p_tenant text, p_user text, p_role text,
-        p_ids uuid[], p_names text[], p_descriptions text[], p_nodes jsonb[], p_edges jsonb[],
+        p_names text[], p_descriptions text[], p_nodes jsonb[], p_edges jsonb[],
         p_variables jsonb[], p_config jsonb[], p_tags jsonb[], p_categories text[],
         p_enabled boolean[], p_validation_status text[], p_validation_errors jsonb[],
         p_validator_version integer, p_rename boolean DEFAULT false)
     RETURNS SETOF dbal.workflows
     LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     v_names text[] := p_names;
@@ -229,19 +250,19 @@ BEGIN
         END LOOP;
     END IF;
     RETURN QUERY
-    INSERT INTO dbal.workflows AS w (tenant_id, id, name, description, nodes, edges, variables, config,
+    INSERT INTO dbal.workflows AS w (tenant_id, name, description, nodes, edges, variables, config,
                                 tags, category, enabled, created_by, validation_status,
                                 validation_errors, validated_at, valid_until, validator_version)
-    SELECT p_tenant, r.id, r.name, r.description, r.nodes, r.edges, r.variables, r.config,
+    SELECT p_tenant, r.name, r.description, r.nodes, r.edges, r.variables, r.config,
            ARRAY(SELECT jsonb_array_elements_text(coalesce(r.tags, '[]'))),
            coalesce(r.category, 'user'), coalesce(r.enabled, true), p_user,
            coalesce(r.vstatus, 'pending'), r.verrors,
            CASE WHEN r.vstatus IN ('valid', 'invalid') THEN now() END,
-           CASE WHEN r.vstatus IN ('valid', 'invalid') THEN now() + interval '1 hour' END,
+           CASE WHEN r.vstatus IN ('valid', 'invalid') THEN now() + dbal.validity_period() END,
            CASE WHEN r.vstatus IN ('valid', 'invalid') THEN p_validator_version END
-      FROM unnest(p_ids, v_names, p_descriptions, p_nodes, p_edges, p_variables, p_config,
+      FROM unnest(v_names, p_descriptions, p_nodes, p_edges, p_variables, p_config,
                   p_tags, p_categories, p_enabled, p_validation_status, p_validation_errors)
-           AS r(id, name, description, nodes, edges, variables, config, tags, category, enabled,
+           AS r(name, description, nodes, edges, variables, config, tags, category, enabled,
                 vstatus, verrors)
     RETURNING *;
 END
@@ -336,20 +357,23 @@ CREATE FUNCTION dbal.validation_set_sql(p_status text, p_errors jsonb, p_validat
     AS $$
         SELECT CASE WHEN p_status IS NULL THEN ''
                ELSE format(', validation_status = %L, validation_errors = %L::jsonb, '
-                           'validated_at = now(), valid_until = now() + interval ''1 hour'', '
+                           'validated_at = now(), valid_until = now() + dbal.validity_period(), '
                            'validator_version = %L::integer',
                            p_status, p_errors::text, p_validator_version) END
     $$;
 
 -- api_update(...): applies a patch to one workflow and returns it. Checks (dbal.writable):
 -- not found 4041, forbidden 403, locked 4231; a p_expected_version other than the current
--- version is CONFLICT (409) and nothing is written. Every update bumps version.
+-- version is CONFLICT (409) and nothing is written. Every update bumps version. An archived
+-- workflow is not found. SECURITY DEFINER: the only way a workflow's definition changes.
 CREATE FUNCTION dbal.api_update(
         p_tenant text, p_user text, p_role text, p_id uuid, p_patch jsonb,
         p_expected_version integer, p_validation_status text, p_validation_errors jsonb,
         p_validator_version integer)
     RETURNS SETOF dbal.workflows
     LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     w dbal.workflows;
@@ -369,24 +393,6 @@ BEGIN
 END
 $$;
 
--- api_delete(tenant, user, role, id): true when deleted, false when there was no such workflow.
--- FORBIDDEN (403) / WORKFLOW_LOCKED (4231) as for updates.
-CREATE FUNCTION dbal.api_delete(p_tenant text, p_user text, p_role text, p_id uuid)
-    RETURNS boolean
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
-    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
-    IF NOT FOUND THEN
-        RETURN false;
-    END IF;
-    PERFORM dbal.writable(p_tenant, p_id);
-    DELETE FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
-    RETURN true;
-END
-$$;
-
 -- changeable_sql(): the condition (over alias w) a bulk write adds so that it skips the rows the
 -- caller may not change: another creator's (unless admin, god or supergod) and rows locked by
 -- another user. dbal.writable() applies the same rules to one row, with an error for each.
@@ -398,14 +404,16 @@ CREATE FUNCTION dbal.changeable_sql() RETURNS text
                ' AND w.locked_by <> dbal.ctx_user())'
     $$;
 
--- api_update_many / api_delete_many: apply to every workflow matching the filter that the
--- caller may change; rows of another creator (for role user) and rows locked by another user
--- are left untouched and not counted. Returns the number changed.
+-- api_update_many: applies a patch to every live workflow matching the filter that the caller
+-- may change; rows of another creator (for role user) and rows locked by another user are left
+-- untouched and not counted. Returns the number changed. SECURITY DEFINER, like api_update.
 CREATE FUNCTION dbal.api_update_many(
         p_tenant text, p_user text, p_role text, p_filter jsonb, p_patch jsonb,
         p_validation_status text, p_validation_errors jsonb, p_validator_version integer)
     RETURNS integer
     LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
     v_count integer;
@@ -415,24 +423,6 @@ BEGIN
         'UPDATE dbal.workflows w SET %s%s WHERE w.tenant_id = $1 AND %s AND %s',
         dbal.patch_set_sql(p_patch || jsonb_build_object('updated_by', p_user)),
         dbal.validation_set_sql(p_validation_status, p_validation_errors, p_validator_version),
-        dbal.filter_sql(p_filter), dbal.changeable_sql())
-        USING p_tenant;
-    GET DIAGNOSTICS v_count = ROW_COUNT;
-    RETURN v_count;
-END
-$$;
-
--- api_delete_many(...): deletes the matching workflows the caller may change (see above).
-CREATE FUNCTION dbal.api_delete_many(p_tenant text, p_user text, p_role text, p_filter jsonb)
-    RETURNS integer
-    LANGUAGE plpgsql
-    AS $$
-DECLARE
-    v_count integer;
-BEGIN
-    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
-    EXECUTE format(
-        'DELETE FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s AND %s',
         dbal.filter_sql(p_filter), dbal.changeable_sql())
         USING p_tenant;
     GET DIAGNOSTICS v_count = ROW_COUNT;
@@ -515,7 +505,7 @@ BEGIN
     END IF;
     UPDATE dbal.workflows w
        SET validation_status = p_status, validation_errors = p_errors, validated_at = now(),
-           valid_until = now() + interval '1 hour', validator_version = p_validator_version
+           valid_until = now() + dbal.validity_period(), validator_version = p_validator_version
      WHERE w.tenant_id = p_tenant AND w.id = p_id AND w.version = p_version;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count = 1;

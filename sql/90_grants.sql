@@ -1,24 +1,19 @@
 -- 90_grants.sql — what each role may do. Nothing is granted to PUBLIC.
 --
--- @app_role@ (services, through pydbal): reads its tenant's rows (policies), writes workflows'
--- definition and validation columns only; lock and execution columns, version, timestamps and
--- the trails are written by triggers and SECURITY DEFINER functions. Executes the context
--- helpers and the entry-point functions; internal helpers (workflow_for_update, audit,
--- rollup_add, clear_expired_locks, sweep_expired_locks) are executable by no one but the owner.
+-- @app_role@ (services, through pydbal): reads its tenant's rows (policies) and writes NOTHING
+-- directly: no INSERT, UPDATE, DELETE or TRUNCATE on any table, not even a column. Every write is
+-- a call of a SECURITY DEFINER entry point that makes its own checks (sql/70_api.sql,
+-- sql/72_archive.sql, sql/40_locks.sql, sql/41_record_execution.sql), so a compromised service
+-- login can act for a tenant (it is trusted to name it) but cannot forge what the database
+-- promises: ids, validation lifetimes, history, fencing tokens. Executes the context helpers and
+-- the entry-point functions; internal helpers (workflow_for_update, audit, rollup_add,
+-- archive_rows, clear_expired_locks, sweep_expired_locks, purge_archived) are executable by no
+-- one but the owner and superusers.
 
 REVOKE ALL ON ALL TABLES IN SCHEMA dbal FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dbal FROM PUBLIC;
 
-GRANT SELECT, DELETE ON dbal.workflows TO @app_role@;
-GRANT INSERT (tenant_id, id, name, description, nodes, edges, enabled, variables, config, tags,
-              category, created_by, updated_by, validation_status, validation_errors,
-              validated_at, valid_until, validator_version)
-    ON dbal.workflows TO @app_role@;
-GRANT UPDATE (name, description, nodes, edges, enabled, version, variables, config, tags,
-              category, updated_by, validation_status, validation_errors, validated_at,
-              valid_until, validator_version)
-    ON dbal.workflows TO @app_role@;
-GRANT SELECT ON dbal.workflow_versions, dbal.audit_log, dbal.workflow_executions,
+GRANT SELECT ON dbal.workflows, dbal.workflow_versions, dbal.audit_log, dbal.workflow_executions,
                 dbal.execution_keys, dbal.workflow_stats_hourly, dbal.workflow_stats_daily
     TO @app_role@;
 
@@ -27,6 +22,8 @@ GRANT EXECUTE ON FUNCTION
     dbal.enter(text, text, text),
     dbal.raise_error(integer, text, jsonb),
     dbal.current_validator_version(),
+    dbal.ctx_archived(),
+    dbal.validity_period(),
     dbal.effective_validation_status(text, timestamptz, integer),
     dbal.tags_text(text[]),
     dbal.content_changed(dbal.workflows, dbal.workflows),
@@ -55,12 +52,13 @@ GRANT EXECUTE ON FUNCTION
     dbal.api_get(text, text, text, uuid),
     dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer),
     dbal.api_search(text, text, text, text, integer),
-    dbal.api_insert(text, text, text, uuid[], text[], text[], jsonb[], jsonb[], jsonb[], jsonb[],
+    dbal.api_insert(text, text, text, text[], text[], jsonb[], jsonb[], jsonb[], jsonb[],
                     jsonb[], text[], boolean[], text[], jsonb[], integer, boolean),
     dbal.api_update(text, text, text, uuid, jsonb, integer, text, jsonb, integer),
     dbal.api_delete(text, text, text, uuid),
     dbal.api_update_many(text, text, text, jsonb, jsonb, text, jsonb, integer),
     dbal.api_delete_many(text, text, text, jsonb),
+    dbal.api_unarchive(text, text, text, uuid),
     dbal.api_history(text, text, text, uuid),
     dbal.api_executions(text, text, text, uuid, timestamptz, timestamptz, text, integer),
     dbal.api_audit(text, text, text, uuid, integer),

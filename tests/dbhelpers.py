@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -21,14 +21,12 @@ from pydbal.errors import DBALError, ErrorCode, from_postgres
 TENANT_A = "acme"
 TENANT_B = "globex"
 
+# The application role writes no table: workflows are created through the entry point.
 _INSERT_WORKFLOW = """
-INSERT INTO dbal.workflows (tenant_id, name, nodes, edges, created_by, enabled,
-                            validation_status, validated_at, valid_until, validator_version)
-VALUES ($1, $2, '[]', '{}', $3, $4, $5,
-        CASE WHEN $5 = 'valid' THEN now() END,
-        CASE WHEN $5 = 'valid' THEN now() + $6::interval END,
-        CASE WHEN $5 = 'valid' THEN $7::integer END)
-RETURNING id
+SELECT w.id FROM dbal.api_insert($1, $2, 'admin', ARRAY[$3], ARRAY[NULL::text], ARRAY['[]'::jsonb],
+                                 ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb],
+                                 ARRAY['[]'::jsonb], ARRAY[NULL::text], ARRAY[$4::boolean],
+                                 ARRAY[$5::text], ARRAY[NULL::jsonb], 1) w
 """
 
 
@@ -50,32 +48,41 @@ async def create_workflow(
     user: str = "u1",
     role: str = "admin",
     status: str = "valid",
-    valid_for: timedelta = timedelta(hours=1),
-    validator_version: int = 1,
     enabled: bool = True,
 ) -> uuid.UUID:
-    """Insert a workflow in ``tenant`` through the policies; lockable with the defaults.
+    """Create a workflow in ``tenant`` through ``dbal.api_insert`` as ``user`` (made an admin for
+    the creation; ``role`` is accepted for symmetry with the other helpers); lockable with the
+    defaults.
 
-    ``status`` 'valid' gets a result valid for ``valid_for`` (negative: already expired) made by
-    ``validator_version``; any other status gets no result ('stale' cannot be inserted: the
-    trigger turns it into 'pending'; use :func:`make_stale`).
+    ``status`` 'valid' or 'invalid' gets a result stamped by the database (valid for
+    ``dbal.validity_period()``); 'pending' gets none ('stale' cannot be inserted: use
+    :func:`make_stale`). A shorter-lived result needs an operator: :func:`expire_result`.
     """
+    del role
     name = name or f"wf-{uuid.uuid4().hex[:10]}"
-    async with context(conn, tenant, user, role):
-        row_id = await conn.fetchval(
-            _INSERT_WORKFLOW, tenant, name, user, enabled, status, valid_for, validator_version
-        )
+    row_id = await conn.fetchval(_INSERT_WORKFLOW, tenant, user, name, enabled, status)
     assert isinstance(row_id, uuid.UUID)
     return row_id
 
 
+async def expire_result(admin: Any, workflow: uuid.UUID) -> None:
+    """As a superuser: make the workflow's validation result expire now (allowed: shorter)."""
+    done = await admin.execute(
+        "UPDATE dbal.workflows SET valid_until = now() - interval '1 millisecond' WHERE id = $1",
+        workflow,
+    )
+    assert done == "UPDATE 1"
+
+
 async def make_stale(conn: Any, workflow: uuid.UUID, tenant: str = TENANT_A) -> None:
     """Change the definition without a new validation result: the trigger marks it 'stale'."""
-    async with context(conn, tenant):
-        done = await conn.execute(
-            'UPDATE dbal.workflows SET nodes = \'[{"id": "n1"}]\' WHERE id = $1', workflow
-        )
-    assert done == "UPDATE 1"
+    changed = await conn.fetch(
+        "SELECT 1 FROM dbal.api_update($1, 'u1', 'admin', $2, '{\"nodes\": [{\"id\": \"n1\"}]}',"
+        " NULL, NULL, NULL, NULL)",
+        tenant,
+        workflow,
+    )
+    assert len(changed) == 1
 
 
 # --- the definer functions -----------------------------------------------------------------------

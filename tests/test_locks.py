@@ -22,12 +22,14 @@ from dbhelpers import (
     context,
     create_workflow,
     expect_code,
+    expire_result,
     lock_row,
     make_stale,
     record,
     release,
     release_expired,
     renew,
+    sqlstate,
     stats,
 )
 
@@ -240,8 +242,7 @@ async def test_disabled_workflow_cannot_be_locked(db: TestDatabase) -> None:
 
 
 @pytest.mark.parametrize(
-    "setup",
-    ["pending", "invalid", "stale", "expired_result", "old_validator", "future_validator"],
+    "setup", ["pending", "invalid", "stale", "expired_result", "old_validator"]
 )
 async def test_workflow_without_current_valid_result_cannot_be_locked(
     db: TestDatabase, setup: str
@@ -253,13 +254,45 @@ async def test_workflow_without_current_valid_result_cannot_be_locked(
         workflow = await create_workflow(conn)
         await make_stale(conn, workflow)
     elif setup == "expired_result":
-        workflow = await create_workflow(conn, valid_for=timedelta(milliseconds=-1))
-    else:
-        version = 0 if setup == "old_validator" else 2
-        workflow = await create_workflow(conn, validator_version=version)
+        workflow = await create_workflow(conn)
+        await expire_result(admin, workflow)
+    else:  # a result of an older validator (as after an upgrade): reads as stale
+        workflow = await create_workflow(conn)
+        await admin.execute(
+            "UPDATE dbal.workflows SET validator_version = 0 WHERE id = $1", workflow
+        )
     error = await expect_code(acquire(conn, workflow), ErrorCode.VALIDATION_STATUS_INVALID)
     assert error.details["id"] == str(workflow)
     assert (await lock_row(admin, workflow))["lock_token"] == 0
+
+
+@pytest.mark.parametrize("version", [2, 99])
+async def test_a_result_of_an_unknown_validator_cannot_be_stored(
+    db: TestDatabase, version: int
+) -> None:
+    """A future validator version: refused by the database, even for a superuser."""
+    conn, admin = await db.connect(), await db.connect(as_app=False)
+    workflow = await create_workflow(conn)
+    assert (
+        await sqlstate(
+            admin.execute(
+                "UPDATE dbal.workflows SET validator_version = $2 WHERE id = $1", workflow, version
+            )
+        )
+        == "23514"
+    )
+    stored = await sqlstate(
+        conn.fetchval(
+            "SELECT dbal.store_validation('acme', 'u1', 'admin', $1, 1, 'valid', NULL, $2)",
+            workflow,
+            version,
+        )
+    )
+    assert stored == "23514"
+    assert (
+        await admin.fetchval("SELECT validator_version FROM dbal.workflows WHERE id = $1", workflow)
+        == 1
+    )
 
 
 async def test_recording_while_another_user_holds_the_lock(db: TestDatabase) -> None:

@@ -34,9 +34,19 @@ async def _tenant_counts(conn: Any, relation: str) -> dict[str, int]:
     return {r["tenant_id"]: r["n"] for r in rows}
 
 
+# What each view shows, read from its base table (the views read the caller's granted tenants
+# only, and a superuser login has none).
+_BASE = {
+    "dbal_analytics.workflows": "dbal.workflows",
+    "dbal_analytics.executions": "dbal.workflow_executions",
+    "dbal_analytics.daily_stats": "dbal.workflow_stats_daily",
+    "dbal_analytics.audit_log": "dbal.audit_log",
+}
+
+
 async def _expected(db: TestDatabase, view: str) -> dict[str, int]:
     admin = await db.connect(as_app=False)  # superuser: no RLS
-    counts = await _tenant_counts(admin, view)
+    counts = await _tenant_counts(admin, _BASE.get(view, view))
     assert set(counts) == set(TENANTS), f"{view} is not seeded for every tenant: {counts}"
     return {t: n for t, n in counts.items() if t in GRANTED}
 
@@ -58,13 +68,9 @@ async def test_sees_exactly_the_granted_tenants_in_every_view(
     conn = await asyncpg.connect(analyst.dsn)
     try:
         await _sees_exactly_granted(db, conn)
-        # the base tables the views read are filtered the same way
-        for view, table in BASE_TABLES.items():
-            if view.endswith("workflows"):
-                continue  # column grants: SELECT * is refused, tenant_id is readable
-            assert set(await _tenant_counts(conn, table)) == GRANTED, table
-        assert set(await _tenant_counts(conn, "dbal.workflows")) == GRANTED
-        for table in ("dbal.execution_keys", "dbal.workflow_versions"):  # not granted at all
+        # the base tables behind the views are not readable at all (issue 9: no privilege, so
+        # no predicate of the analyst's can run on them before the tenant filter)
+        for table in (*BASE_TABLES.values(), "dbal.execution_keys", "dbal.workflow_versions"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await _tenant_counts(conn, table)
     finally:

@@ -93,7 +93,7 @@ async def test_access_matrix(app: pydbal.Database, raw: Any, role: str, op: str)
     assert after != before, f"{op} as {role} changed nothing"
     stored = await row(raw, target.id)
     if op in ("delete", "delete_many"):
-        assert stored is None
+        assert stored is not None and stored["archived_at"] is not None  # archived, kept
         assert result is True or result == 1
     elif op in ("update", "upsert_update", "update_many"):
         assert stored is not None and stored["description"] == "changed"
@@ -133,7 +133,7 @@ async def test_role_user_may_change_own_workflows(app: pydbal.Database, raw: Any
     result = await OPS[op](scope, target)
     stored = await row(raw, target.id)
     if op in ("delete", "delete_many"):
-        assert stored is None
+        assert stored is not None and stored["archived_at"] is not None  # archived, kept
         assert result is True or result == 1
     elif op in ("update", "upsert_update", "update_many"):
         assert stored is not None and stored["description"] == "changed"

@@ -225,7 +225,9 @@ async def test_update_missing_and_bad_input(acme: Tenant, raw: Any) -> None:
 async def test_delete_returns_bool(acme: Tenant, raw: Any) -> None:
     wf = await acme.workflows.create(valid_definition("del"))
     assert await acme.workflows.delete(wf.id) is True
-    assert await row(raw, wf.id) is None
+    archived = await row(raw, wf.id)  # archived, not erased (issue 9)
+    assert archived is not None and archived["archived_at"] is not None
+    assert await acme.workflows.get(wf.id) is None
     assert await acme.workflows.delete(wf.id) is False
     assert await acme.workflows.delete(uuid.uuid4()) is False
     assert await acme.workflows.delete("garbage") is False
@@ -302,12 +304,13 @@ async def test_update_many_and_delete_many_skip_rows_of_others(
     assert locked is not None and locked["category"] == "user"
 
     assert await mine_scope.workflows.delete_many({"tags": ["t"]}) == 2
-    assert all([await row(raw, w) is None for w in mine])
+    assert all([(await row(raw, w) or {}).get("archived_at") is not None for w in mine])
     assert await acme.workflows.delete_many({"tags": ["t"]}) == 2
-    assert await row(raw, admin_ids[0]) is not None
+    assert (await row(raw, admin_ids[0]) or {"archived_at": 1})["archived_at"] is None
     assert await bob.workflows.release_lock(admin_ids[0], lock) is True
     assert await acme.workflows.delete_many(None) == 1
-    assert await count_rows(raw) == 0
+    assert await raw.fetchval("SELECT count(*) FROM dbal.workflows WHERE archived_at IS NULL") == 0
+    assert await count_rows(raw) == 5  # archived, not erased
 
 
 async def test_update_many_definition_revalidates(acme: Tenant) -> None:

@@ -31,7 +31,8 @@ async def test_demo_against_a_database(db: Any, raw: Any) -> None:
     assert await run_demo(db.app_dsn, out=lines.append) == 0
     _check_output("\n".join(lines))
     per_tenant = dict(
-        await raw.fetch("SELECT tenant_id, count(*) FROM dbal.workflows GROUP BY 1 ORDER BY 1")
+        await raw.fetch("SELECT tenant_id, count(*) FROM dbal.workflows WHERE archived_at IS NULL"
+            " GROUP BY 1 ORDER BY 1")
     )
     assert per_tenant == {"acme": 3, "globex": 2}
     executions = await raw.fetchval("SELECT count(*) FROM dbal.workflow_executions")
@@ -40,7 +41,8 @@ async def test_demo_against_a_database(db: Any, raw: Any) -> None:
     lines.clear()
     assert await run_demo(db.dsn, out=lines.append) == 0
     again = dict(
-        await raw.fetch("SELECT tenant_id, count(*) FROM dbal.workflows GROUP BY 1 ORDER BY 1")
+        await raw.fetch("SELECT tenant_id, count(*) FROM dbal.workflows WHERE archived_at IS NULL"
+            " GROUP BY 1 ORDER BY 1")
     )
     assert again == per_tenant
 

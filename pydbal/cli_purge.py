@@ -1,0 +1,81 @@
+"""``pydbal purge``: the only way data leaves pydbal (operators, superuser DSN).
+
+Deleting a workflow through the API archives it; ``purge --older-than 30d`` removes the workflows
+archived longer ago than that, with their history, executions, execution keys and roll-ups
+(``dbal.purge_archived``, sql/73_purge.sql). Each purged workflow leaves a ``purge`` audit row
+naming the operator's login.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+
+from pydbal import queries as q
+from pydbal.cli_common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    add_dsn_argument,
+    duration,
+    operator_dsn,
+    run,
+)
+
+_SubParsers = Any
+
+
+async def purge_archived(
+    dsn: str, older_than: timedelta, tenant: str | None = None
+) -> list[dict[str, Any]]:
+    """Run ``dbal.purge_archived`` as a superuser; return the purged workflows."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            raise CommandError(
+                "purge needs a superuser DSN (only operators remove data)", EXIT_USAGE
+            )
+        rows = await conn.fetch(q.PURGE_ARCHIVED, older_than, tenant)
+        return [dict(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+def add_purge_parser(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "purge",
+        help="remove workflows archived longer ago than --older-than, with their records",
+        description=(
+            "Removes archived (deleted) workflows for good, with their history, executions and "
+            "roll-ups. Live workflows are never touched. Needs a superuser DSN; audited."
+        ),
+    )
+    parser.add_argument(
+        "--older-than",
+        required=True,
+        type=duration,
+        metavar="DURATION",
+        help="archived before now minus this (e.g. 30d, 12h)",
+    )
+    parser.add_argument("--tenant", help="only this tenant's archived workflows")
+    parser.add_argument("--json", action="store_true", help="print the purged workflows as JSON")
+    add_dsn_argument(parser)
+    parser.set_defaults(func=cmd_purge)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    async def body() -> int:
+        purged = await purge_archived(operator_dsn(args), args.older_than, args.tenant)
+        if args.json:
+            print(json.dumps(purged, default=str, indent=2))
+        else:
+            for row in purged:
+                print(f"purged {row['tenant_id']} {row['workflow_id']} {row['name']!r}")
+            print(f"{len(purged)} workflow(s) purged")
+        return EXIT_OK
+
+    return run("purge", body)
