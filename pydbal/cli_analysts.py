@@ -34,7 +34,7 @@ from pydbal.cli_common import (
     run,
     user_of,
 )
-from pydbal.migrate import Roles, resolve_roles
+from pydbal.migrate import Roles, close_public_temp, resolve_roles
 
 _SubParsers = Any
 
@@ -60,16 +60,6 @@ class SessionLimits:
             "idle_in_transaction_session_timeout": self.idle_in_transaction_session_timeout_ms,
             "lock_timeout": self.lock_timeout_ms,
         }
-
-
-async def close_public_temp(conn: Any, roles: Roles) -> None:
-    """In the connected database: no temporary tables for PUBLIC (so for no analyst login);
-    the owner and application roles keep them. Database privileges are not copied by
-    ``CREATE DATABASE … TEMPLATE``, so this runs on every grant as well as in the migration."""
-    db = await conn.fetchval("SELECT current_database()")
-    ident = '"' + _ident(db) + '"'
-    await conn.execute(f"REVOKE TEMPORARY ON DATABASE {ident} FROM PUBLIC")
-    await conn.execute(f'GRANT TEMPORARY ON DATABASE {ident} TO "{roles.owner}", "{roles.app}"')
 
 
 @dataclass(frozen=True)

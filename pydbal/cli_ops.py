@@ -389,6 +389,23 @@ SELECT 'schema ' || n.nspname FROM pg_namespace n
 """
 
 
+# What an analyst login (PUBLIC's rights plus the analyst role) could use as a side channel or
+# to write (sql/97_catalog_hardening.sql); every column must be false / empty.
+_ANALYST_SIDE_CHANNELS = """
+SELECT ARRAY(SELECT c.oid::regclass::text FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = 'dbal' AND c.relkind IN ('r', 'p')
+                AND c.relname NOT IN ('analyst_grants', 'schema_migrations')
+                AND (has_table_privilege($1, c.oid, 'SELECT')
+                     OR has_any_column_privilege($1, c.oid, 'SELECT'))) AS base_tables,
+       has_database_privilege($1, current_database(), 'TEMPORARY') AS temp,
+       has_function_privilege($1, 'pg_catalog.lo_create(oid)', 'EXECUTE') AS lo,
+       has_function_privilege($1, 'pg_catalog.pg_advisory_lock(bigint)', 'EXECUTE') AS advisory,
+       has_table_privilege($1, 'pg_catalog.pg_stat_all_tables', 'SELECT') AS stats,
+       has_column_privilege($1, 'pg_catalog.pg_class', 'reltuples', 'SELECT') AS reltuples
+"""
+
+
 def _search_path_ok(proconfig: list[str] | None) -> bool:
     settings = dict(s.split("=", 1) for s in (proconfig or []) if "=" in s)
     path = [p.strip().strip('"') for p in settings.get("search_path", "").split(",") if p.strip()]
@@ -437,7 +454,40 @@ async def self_check(conn: Any, roles: Roles | None = None) -> list[Check]:
     if analyst_exists:
         writes = [r["rel"] for r in await conn.fetch(_ANALYST_WRITES, roles.analyst)]
         checks.append(
-            Check("the analyst role has no write privilege", not writes, ", ".join(writes))
+            Check(
+                "the analyst role has no write privilege on pydbal's tables",
+                not writes,
+                ", ".join(writes),
+            )
+        )
+        side = dict(await conn.fetchrow(_ANALYST_SIDE_CHANNELS, roles.analyst))
+        checks.append(
+            Check(
+                "the analyst role reads no base table (only dbal_analytics views)",
+                not side["base_tables"],
+                ", ".join(side["base_tables"] or []),
+            )
+        )
+        checks.append(
+            Check(
+                "analysts cannot create temporary tables in this database",
+                not side["temp"],
+                "PUBLIC has TEMPORARY: run `pydbal analysts grant` or migrate",
+            )
+        )
+        checks.append(
+            Check(
+                "analysts cannot create large objects or take advisory locks",
+                not side["lo"] and not side["advisory"],
+                "lo_create / pg_advisory_lock executable by PUBLIC",
+            )
+        )
+        checks.append(
+            Check(
+                "analysts cannot read statistics views or row estimates",
+                not side["stats"] and not side["reltuples"],
+                "pg_stat_* or pg_class.reltuples readable by PUBLIC",
+            )
         )
     return checks
 

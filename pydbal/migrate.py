@@ -233,6 +233,17 @@ def _verify_applied(applied: list[tuple[str, str]], files: dict[str, Path]) -> N
             )
 
 
+async def close_public_temp(conn: Any, roles: Roles) -> None:
+    """In the connected database: no temporary tables for PUBLIC (so for no analyst login);
+    the owner and application roles keep them. Database privileges are not copied by
+    ``CREATE DATABASE … TEMPLATE``, so every ``migrate`` run and every analyst grant applies
+    this, not only the migration that introduced it (sql/97_catalog_hardening.sql)."""
+    db = await conn.fetchval("SELECT current_database()")
+    ident = '"' + str(db).replace('"', '""') + '"'
+    await conn.execute(f"REVOKE TEMPORARY ON DATABASE {ident} FROM PUBLIC")
+    await conn.execute(f'GRANT TEMPORARY ON DATABASE {ident} TO "{roles.owner}", "{roles.app}"')
+
+
 _LOCK_HOLDERS = """
 SELECT l.pid, a.usename::text AS login, a.application_name, a.backend_start, a.state
   FROM pg_catalog.pg_locks l
@@ -338,6 +349,7 @@ async def migrate(
                 for path in to_record:
                     await _execute_file(conn, path, roles)
             await _ensure_ledger(conn, roles)
+            await close_public_temp(conn, roles)
             if to_record:
                 await conn.executemany(
                     "INSERT INTO dbal.schema_migrations (name, checksum) VALUES ($1, $2)",

@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from pydbal.migrate import ensure_roles, migrate, resolve_roles, schema_dirs
+from pydbal.migrate import close_public_temp, ensure_roles, migrate, resolve_roles, schema_dirs
 from pydbal.server import dsn_with, embedded_server, stop_embedded
 
 APP_LOGIN = "pydbal_test_app"
@@ -238,6 +238,12 @@ async def _fresh_database(pg_dsn: str, template: str) -> AsyncIterator[TestDatab
     finally:
         await conn.close()
     dsn = dsn_with(pg_dsn, database=name)
+    if real_schema_available():  # database privileges are not copied from the template
+        copy = await _admin(dsn)
+        try:
+            await close_public_temp(copy, resolve_roles())
+        finally:
+            await copy.close()
     database = TestDatabase(name=name, dsn=dsn, app_dsn=dsn_with(dsn, user=APP_LOGIN))
     try:
         yield database
