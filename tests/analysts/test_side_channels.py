@@ -84,7 +84,10 @@ def _normalise(plan: list[str], value: str) -> list[str]:
         line = line.replace(value, "<value>")
 
         def total(m: re.Match[str]) -> str:
-            return "shared=" + str(sum(int(n) for n in re.findall(r"=(\d+)", m.group(0))))
+            # pages read (hit or read); dirtied/written are hint-bit and eviction side effects
+            # of earlier transactions, whichever value is probed
+            reads = re.findall(r"(?:hit|read)=(\d+)", m.group(0))
+            return "shared=" + str(sum(int(n) for n in reads))
 
         out.append(re.sub(r"shared( (hit|read|dirtied|written)=\d+)+", total, line))
     return out

@@ -1,9 +1,10 @@
 -- 01_policies.sql — row-level security of dbal.workflows and the trails, as the app login.
 --
--- Covers: a tenant sees only its rows (workflows, audit_log); writes to another tenant's rows
--- touch nothing; inserting into or moving a row to another tenant is refused (42501); without a
--- context nothing is visible; a 'user' writes only the workflows it created and cannot create
--- any; the app cannot write lock columns or the trails directly.
+-- Covers: a tenant sees only its rows (workflows, audit_log); the app role writes no table
+-- directly (every UPDATE, DELETE, INSERT is refused with 42501, issue 9); through the entry
+-- points, another tenant's rows are not found; without a context nothing is visible; a 'user'
+-- changes only the workflows it created and cannot create any; the app cannot write lock
+-- columns or the trails.
 -- Setup (as the superuser, rolled back): the login pydbal_test_app (member of pydbal_app) and
 -- two workflows in each of the tenants acme and globex.
 SET client_min_messages = warning;
@@ -41,12 +42,11 @@ SELECT is((SELECT count(*) FROM dbal.workflows WHERE tenant_id = 'globex'), 0::b
           'acme cannot see globex, even when asking for it');
 SELECT is((SELECT count(*) FROM dbal.audit_log WHERE tenant_id <> 'acme'), 0::bigint,
           'acme sees no audit row of another tenant');
-SELECT is_empty(
-    $$UPDATE dbal.workflows SET description = 'pwned' WHERE tenant_id = 'globex' RETURNING id$$,
-    'update of globex rows touches nothing');
-SELECT is_empty(
-    $$DELETE FROM dbal.workflows WHERE id = 'b0000000-0000-4000-8000-000000000001' RETURNING id$$,
-    'delete of a globex row touches nothing');
+SELECT throws_ok(
+    $$UPDATE dbal.workflows SET description = 'pwned' WHERE tenant_id = 'globex'$$,
+    '42501', NULL, 'direct update refused: the app role writes no table');
+SELECT is(dbal.api_delete('acme', 'alice', 'admin', 'b0000000-0000-4000-8000-000000000001'),
+          false, 'archiving a globex row from acme: not found');
 SELECT throws_ok(
     $$INSERT INTO dbal.workflows (tenant_id, name, created_by) VALUES ('globex', 'x', 'alice')$$,
     '42501', NULL, 'insert into globex refused');
@@ -61,13 +61,14 @@ SELECT throws_ok(
     '42501', NULL, 'audit_log is not writable by the app');
 
 -- same tenant, plain user bob: only its own workflow
-SELECT set_config('dbal.user_id', 'bob', true), set_config('dbal.user_role', 'user', true);
 SELECT results_eq(
-    $$UPDATE dbal.workflows SET description = 'by bob' RETURNING name$$,
-    ARRAY['a2'], 'a user updates only the workflow it created');
+    $$SELECT name FROM dbal.api_update('acme', 'bob', 'user',
+        'a0000000-0000-4000-8000-000000000002', '{"description": "by bob"}', NULL, NULL, NULL, NULL)$$,
+    ARRAY['a2'], 'a user updates the workflow it created');
 SELECT throws_ok(
-    $$INSERT INTO dbal.workflows (tenant_id, name, created_by) VALUES ('acme', 'x', 'bob')$$,
-    '42501', NULL, 'a user cannot create a workflow');
+    $$SELECT dbal.api_update('acme', 'bob', 'user', 'a0000000-0000-4000-8000-000000000001',
+        '{"description": "by bob"}', NULL, NULL, NULL, NULL)$$,
+    'D0403', NULL, 'a user cannot update another''s workflow');
 
 RESET ROLE;
 SELECT is(
