@@ -73,9 +73,10 @@ async def main(dsn: str, executions: int, tenants: int, n: int) -> None:
                    SELECT w.tenant_id, w.id, format('e%s', g), 'success', 10,
                           now() - ((g::bigint * 7919) % 2592000) * interval '1 second', 'bench'
                      FROM generate_series(1, $1) g
-                     JOIN LATERAL (SELECT tenant_id, id FROM dbal.workflows
-                                    WHERE tenant_id = format('t%s', lpad((1 + g % $2)::text, 4, '0'))
-                                    ORDER BY id LIMIT 1 OFFSET (g / $2) % 2) w ON true""",
+                     JOIN LATERAL (
+                          SELECT tenant_id, id FROM dbal.workflows
+                           WHERE tenant_id = format('t%s', lpad((1 + g % $2)::text, 4, '0'))
+                           ORDER BY id LIMIT 1 OFFSET (g / $2) % 2) w ON true""",
                 executions,
                 tenants,
             )
