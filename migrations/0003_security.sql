@@ -614,6 +614,7 @@ CREATE FUNCTION dbal.analyst_workflows()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;
@@ -644,6 +645,7 @@ CREATE FUNCTION dbal.analyst_executions()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;
@@ -667,6 +669,7 @@ CREATE FUNCTION dbal.analyst_daily_stats()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;
@@ -691,6 +694,7 @@ CREATE FUNCTION dbal.analyst_audit_log()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;

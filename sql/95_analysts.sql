@@ -92,7 +92,9 @@ CREATE POLICY analyst_grants_owner_select ON dbal.analyst_grants FOR SELECT TO @
     USING (login = session_user);
 
 -- the functions behind the views ------------------------------------------------------------------
--- Each: SECURITY DEFINER, plpgsql (never inlined), pinned search_path. For each tenant granted to
+-- Each: SECURITY DEFINER, plpgsql (never inlined), pinned search_path, and one generic plan for its
+-- inner query (plan_cache_mode: the work it does never depends on the caller's session, not even
+-- on how many times it ran). For each tenant granted to
 -- session_user, in order, it sets the request context to that tenant (the owner's policies then
 -- show that tenant's rows only, archived workflows included), returns that tenant's rows read
 -- with tenant_id = the granted tenant as an index condition, and at the end restores the
@@ -113,6 +115,7 @@ CREATE FUNCTION dbal.analyst_workflows()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;
@@ -145,6 +148,7 @@ CREATE FUNCTION dbal.analyst_executions()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;
@@ -171,6 +175,7 @@ CREATE FUNCTION dbal.analyst_daily_stats()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;
@@ -197,6 +202,7 @@ CREATE FUNCTION dbal.analyst_audit_log()
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     v_tenant text;
