@@ -83,6 +83,11 @@ def from_postgres(exc: BaseException) -> DBALError | None:
     """
     sqlstate: str | None = getattr(exc, "sqlstate", None)
     if not sqlstate:
+        # asyncpg's DataError (an argument the driver cannot encode) has no SQLSTATE: it is
+        # bad input all the same. pydbal checks arguments first (pydbal/limits.py), so this only
+        # catches what slipped through, without a field name.
+        if type(exc).__name__ == "DataError" and type(exc).__module__.startswith("asyncpg"):
+            return DBALError(ErrorCode.VALIDATION_ERROR, f"invalid argument: {exc}", {})
         return None
     message = getattr(exc, "message", None) or str(exc)
     detail = getattr(exc, "detail", None)
@@ -106,4 +111,9 @@ def from_postgres(exc: BaseException) -> DBALError | None:
         return DBALError(ErrorCode.VALIDATION_ERROR, message, {"constraint": constraint})
     if sqlstate == "42501":  # insufficient_privilege, including row-level security refusals
         return DBALError(ErrorCode.FORBIDDEN, message)
+    # Every other data exception (class 22: NUL or untranslatable characters, numbers and times
+    # out of range, …) and program limit (class 54: statement too complex, index row too big)
+    # is the caller's input; pydbal's own checks name the field, this is the backstop.
+    if sqlstate[:2] in ("22", "54"):
+        return DBALError(ErrorCode.VALIDATION_ERROR, message, {"sqlstate": sqlstate})
     return None
