@@ -59,6 +59,14 @@ _CONSTRAINT_CODES: dict[str, tuple[ErrorCode, str]] = {
     "workflows_edges_is_object": (ErrorCode.VALIDATION_ERROR, "edges must be a JSON object"),
 }
 
+# Plain CHECK constraints that bound a length: the field and the limit (pydbal/limits.py) they
+# enforce. The limits of sql/15_limits.sql raise D0422 with these details themselves.
+_CONSTRAINT_LIMITS: dict[str, tuple[str, str]] = {
+    "workflows_name_length": ("name", "name_length"),
+    "workflows_tenant_not_empty": ("tenant_id", "tenant_id_length"),
+    "execution_keys_id_length": ("execution_id", "execution_id_length"),
+}
+
 _CONSTRAINT_ISSUES: dict[str, str] = {
     "workflows_nodes_is_array": "INVALID_NODES",
     "workflows_edges_is_object": "INVALID_EDGES",
@@ -104,6 +112,13 @@ def from_postgres(exc: BaseException) -> DBALError | None:
         if constraint in _CONSTRAINT_ISSUES:
             details["issues"] = [_CONSTRAINT_ISSUES[constraint]]
         return DBALError(code, text, details)
+    if constraint in _CONSTRAINT_LIMITS:
+        field, limit = _CONSTRAINT_LIMITS[constraint]
+        return DBALError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{field} is empty or too long (limit {limit})",
+            {"constraint": constraint, "field": field, "limit": limit},
+        )
     if sqlstate == "23505":  # unique_violation
         return DBALError(ErrorCode.CONFLICT, message, {"constraint": constraint})
     # check violation, not null violation, invalid text representation, invalid parameter value

@@ -58,6 +58,7 @@ DEFINITION_FIELDS = ("nodes", "edges", "variables")
 CREATE_BATCH = 1000
 INT4_MAX = 2**31 - 1
 TOKEN_MAX = 2**63 - 1
+APPLY_ATTEMPTS = 100
 # Fields that cannot be NULL: None in an update means "leave unchanged".
 _NOT_NULL = frozenset(
     {"name", "nodes", "edges", "enabled", "variables", "config", "tags", "category"}
@@ -91,8 +92,10 @@ def _parse(cls: type[M], value: Any) -> M:
 def _uuid(value: Any) -> UUID | None:
     if isinstance(value, UUID):
         return value
+    if not isinstance(value, str) or len(value) > 100:
+        return None  # an id is a UUID or its text; anything else names no workflow
     try:
-        return UUID(str(value))
+        return UUID(value)
     except ValueError:
         return None
 
@@ -192,9 +195,10 @@ class Workflows:
         """A workflow id for an operation on an existing workflow; unparseable = not found."""
         parsed = _uuid(workflow_id)
         if parsed is None:
-            raise DBALError(
-                ErrorCode.WORKFLOW_NOT_FOUND, "workflow not found", {"id": str(workflow_id)}
+            shown = (
+                workflow_id[:100] if isinstance(workflow_id, str) else type(workflow_id).__name__
             )
+            raise DBALError(ErrorCode.WORKFLOW_NOT_FOUND, "workflow not found", {"id": shown})
         return parsed
 
     async def _invalidate(self, *ids: Any, lists: bool = True) -> None:
@@ -493,7 +497,11 @@ class Workflows:
     async def _apply(
         self, wid: UUID, patch: dict[str, Any], expected_version: int | None
     ) -> Workflow:
-        for attempt in range(3):
+        # Without an expected version, a definition change is validated against the row read
+        # and written only if that row is still current; a concurrent writer makes it read and
+        # validate again. Each conflict means another writer committed, so contention among N
+        # writers settles within N rounds: the cap only guards against a runaway.
+        for attempt in range(APPLY_ATTEMPTS):
             version = expected_version
             vstatus: str | None = None
             verrors: str | None = None
@@ -527,7 +535,7 @@ class Workflows:
                 if (
                     exc.code == ErrorCode.CONFLICT
                     and expected_version is None
-                    and attempt < 2
+                    and attempt < APPLY_ATTEMPTS - 1
                     and "expected_version" in exc.details
                 ):
                     continue  # changed between our read and write: validate again
@@ -878,7 +886,7 @@ class Workflows:
     async def export_many(self, workflow_ids: Iterable[Any]) -> builtins.list[ExportBundle]:
         """Bundles of many workflows, in the order given, read 100 per statement. Any id that
         is missing (or another tenant's) is WORKFLOW_NOT_FOUND, listing them all."""
-        ids = [self._id(i) for i in workflow_ids]
+        ids = [self._id(i) for i in lim.items(workflow_ids, "workflow_ids")]
         found: dict[UUID, Workflow] = {}
         for start in range(0, len(ids), 100):
             chunk = ids[start : start + 100]
