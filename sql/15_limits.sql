@@ -133,8 +133,9 @@ ALTER TABLE dbal.workflow_executions
     ADD CONSTRAINT workflow_executions_limit CHECK (
         dbal.within(length(error), 'error', 'error_length')
         AND dbal.within(length(executed_by), 'user_id', 'user_id_length')
-        AND dbal.within(ceil(least(duration_ms, 1e18::float8))::bigint, 'execution_time_ms',
-                        'duration_max_ms'));
+        AND dbal.within(CASE WHEN duration_ms IS NOT NULL
+                             THEN ceil(least(duration_ms, 1e18::float8))::bigint END,
+                        'execution_time_ms', 'duration_max_ms'));
 
 -- The checks run as the writer: the application role executes them (nothing else).
 REVOKE ALL ON FUNCTION dbal.limit_value(text), dbal.limits(),
