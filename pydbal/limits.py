@@ -307,12 +307,45 @@ _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
+def _fast_json_bytes(value: Any, limits: Limits) -> int | None:
+    """The common case, cheaply: orjson encodes it (so no lone surrogates, no integers beyond
+    64 bits, no other types), no NUL, within the size, and a walk over containers only finds
+    no nesting past the limit. None when any of that fails: the full walk then says why."""
+    if isinstance(value, list) and len(value) > limits.nodes:
+        return None
+    try:
+        data = orjson.dumps(value)
+    except TypeError:
+        return None
+    if len(data) > limits.definition_bytes or b"\\u0000" in data:
+        return None
+    level = [value] if isinstance(value, _CONTAINERS) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limits.json_depth:
+            return None
+        nxt: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            nxt.extend([c for c in children if isinstance(c, _CONTAINERS)])
+        level = nxt
+    return len(data)
+
+
 def json_bytes(value: Any, field: str, limits: Limits) -> int:
     """Check one definition field (already plain data); returns its compact JSON size.
 
     Refuses nesting deeper than ``json_depth`` (counting containers), strings or keys with NUL
     or lone surrogates, integers beyond 64 bits, non-finite numbers and anything JSON cannot
     hold. Bounded work: the walk stops at the first refusal, sizes are checked before it."""
+    if not (isinstance(value, list) and field == "nodes") or len(value) <= limits.nodes:
+        fast = _fast_json_bytes(value, limits)
+        if fast is not None:
+            return fast
     if isinstance(value, list) and field == "nodes" and len(value) > limits.nodes:
         raise _over(field, "nodes", "nodes", limits.nodes, len(value))
     depth_limit = limits.json_depth
