@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     # loaded or decoded warm values kept as objects in this process (under their generation-exact
     # key, so never staler than the stored entry): a hit skips decoding
     "memo_ttl": 30.0,
+    # a warm value whose encoding is larger than this is not kept (memo included): it is served
+    # from the database each time, so one huge page cannot fill Redis or stall its connection
+    "warm_max_bytes": 1024 * 1024,
 }
 
 _bypass: contextvars.ContextVar[bool] = contextvars.ContextVar("pydbal_cache_bypass", default=False)
@@ -259,6 +262,8 @@ class Cache:
         self._hot_c = _Counters()
         self._warm_c = _Counters()
         self._bypassed = 0
+        self._oversize = 0
+        self.warm_max_bytes = int(o["warm_max_bytes"])
         self._backend: LocalWarm | RedisWarm = LocalWarm(int(o["warm_size"]))
         if redis_url and self.warm_enabled:
             from pydbal.cache_redis import RedisWarm
@@ -347,6 +352,7 @@ class Cache:
                 "misses": w.misses,
                 "evictions": self._backend.evictions if isinstance(self._backend, LocalWarm) else 0,
                 "bypassed": self._bypassed,
+                "oversize": self._oversize,
                 "errors": self._backend.errors,
                 "available": int(self._backend.available),
                 "redis": int(not local),
@@ -544,7 +550,9 @@ class Cache:
             data = encode(value)
             limit = clock_limit(value)
             entry_ttl = ttl if limit is None else min(ttl, limit)
-            if data is not None and entry_ttl > 0.001 and tenant_ok(value, tenant):
+            if data is not None and len(data) > self.warm_max_bytes:
+                self._oversize += 1  # too big to keep: the next read loads it again
+            elif data is not None and entry_ttl > 0.001 and tenant_ok(value, tenant):
                 self._remember(vk, value, entry_ttl)
                 await self._backend.store(vk, data, entry_ttl)
             return value

@@ -15,6 +15,10 @@ can never leave its stale result reachable. Generation values come from the Redi
 (microseconds, monotonic per key), so a generation key that expired, was evicted or was lost in a
 restart is re-created with a value never used before: losing one costs misses, never staleness.
 
+A failed or slow *store* of one value is not an outage: that value is simply not cached (counted
+in ``errors``), and the tier stays in use for every other key and tenant. Only a failed lookup or
+invalidation — which every read or write needs — marks Redis down.
+
 Failures (refused, reset, timed out): the backend marks itself unavailable (logged once per
 outage), every call is served from the database, invalidations of this process are remembered,
 and a background probe retries with exponential backoff. When Redis answers again, the
@@ -230,7 +234,10 @@ class RedisWarm:
         try:
             await self._r.set(value_key, data, px=max(1, int(ttl * 1000)))
         except FAILURES as exc:
-            self._down(exc)
+            # One value that could not be written (too slow, refused): not cached, nothing
+            # else changes. A Redis that is really gone fails the next lookup, which marks it.
+            self.errors += 1
+            log.debug("warm cache store of %s failed: %s: %s", value_key, type(exc).__name__, exc)
 
     async def invalidate(
         self, tenant: str, ids: list[str], lists: bool, all_workflows: bool

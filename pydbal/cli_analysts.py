@@ -10,6 +10,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -289,6 +290,9 @@ def cmd_analysts(args: argparse.Namespace) -> int:
 # pydbal sql
 
 
+MAX_TIMEOUT_S = 86_400.0  # a statement timeout longer than a day is a typo
+
+
 def add_sql_parser(subparsers: _SubParsers) -> None:
     parser = subparsers.add_parser(
         "sql",
@@ -333,17 +337,21 @@ def _query_text(args: argparse.Namespace) -> str:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from pydbal.sqlgate import RefusedLogin, RefusedQuery, check, run_query
+    from pydbal.sqlgate import QueryTooComplex, RefusedLogin, RefusedQuery, check, run_query
 
     async def body() -> int:
         text = _query_text(args)
         dsn = args.dsn or os.environ.get("PYDBAL_DSN")
         if not dsn:
             raise CommandError("no DSN: pass --dsn or set $PYDBAL_DSN to your analyst login", 2)
-        if args.timeout <= 0:
-            raise CommandError("--timeout must be positive", EXIT_USAGE)
+        if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT_S):
+            raise CommandError(
+                f"--timeout must be a number of seconds from 0 to {MAX_TIMEOUT_S:g}", EXIT_USAGE
+            )
         try:
             sql = check(text, read=args.read)
+        except QueryTooComplex as exc:
+            raise CommandError(f"refused: {exc.reason}", EXIT_USAGE) from None
         except RefusedQuery as exc:
             raise CommandError(f"refused: {exc.reason}", EXIT_FAILED) from None
         try:

@@ -72,7 +72,7 @@ def operator_dsn(args: argparse.Namespace) -> str:
 def run(name: str, body: Callable[[], Awaitable[int]]) -> int:
     """Run an async command body; errors become a message on stderr and an exit code."""
     from pydbal.database import SchemaOutdatedError
-    from pydbal.errors import DBALError
+    from pydbal.errors import DBALError, ErrorCode
 
     try:
         return asyncio.run(_call(body))
@@ -92,7 +92,11 @@ def run(name: str, body: Callable[[], Awaitable[int]]) -> int:
         return EXIT_USAGE
     except DBALError as exc:
         print(f"pydbal {name}: {exc.code.name}: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
+        # bad input (pydbal/limits.py) is a usage error; anything else, a failed operation
+        return EXIT_USAGE if exc.code == ErrorCode.VALIDATION_ERROR else EXIT_FAILED
+    except RecursionError:
+        print(f"pydbal {name}: the input is nested too deeply", file=sys.stderr)
+        return EXIT_USAGE
     except asyncpg.PostgresError as exc:
         print(f"pydbal {name}: database error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 import orjson
 
+from pydbal import limits as lim
 from pydbal import migrate as migrations
 from pydbal import queries as q
 from pydbal.errors import DBALError, ErrorCode, from_postgres
@@ -66,20 +67,28 @@ def translate(exc: BaseException) -> BaseException:
 class Database:
     """An open pydbal database. Create with ``await pydbal.connect(...)``."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str, *, embedded: bool, cache: Cache) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dsn: str,
+        *,
+        embedded: bool,
+        cache: Cache,
+        limits: lim.Limits = lim.DEFAULTS,
+    ) -> None:
         self._pool = pool
         self.dsn = dsn
         self.embedded = embedded
         self.cache = cache
+        self.limits = limits
 
     # -- tenant scopes ------------------------------------------------------------------------
     def tenant(self, tenant_id: str, *, user_id: str, role: str = "user") -> Tenant:
         """A scope fixing tenant, user and role for every call made through it (no I/O)."""
-        if not isinstance(tenant_id, str) or not tenant_id or len(tenant_id) > 255:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "tenant_id must be 1 to 255 characters")
-        if not isinstance(user_id, str) or not user_id:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "user_id must be a non-empty string")
-        if role not in ROLES:
+        limits = self.limits
+        lim.text(tenant_id, "tenant_id", limits.tenant_id_length, "tenant_id_length")
+        lim.text(user_id, "user_id", limits.user_id_length, "user_id_length")
+        if not isinstance(role, str) or role not in ROLES:
             raise DBALError(
                 ErrorCode.VALIDATION_ERROR,
                 f"unknown role {role!r}: use one of {', '.join(ROLES)}",
@@ -92,7 +101,7 @@ class Database:
         try:
             async with self._pool.acquire() as conn:
                 return await fn(conn)
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.DataError) as exc:
             raise translate(exc) from exc
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -110,7 +119,7 @@ class Database:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield conn
-        except asyncpg.PostgresError as exc:
+        except (asyncpg.PostgresError, asyncpg.DataError) as exc:
             raise translate(exc) from exc
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -187,6 +196,7 @@ async def _open(
     statement_cache_size: int,
     auto_migrate: bool | None,
     cache_options: dict[str, Any],
+    limits: lim.Limits,
     pool_options: dict[str, Any],
 ) -> Database:
     from pydbal.cache import Cache
@@ -206,7 +216,7 @@ async def _open(
     )
     redis = redis_url if redis_url is not None else os.environ.get("PYDBAL_REDIS_URL")
     cache = Cache(redis, **cache_options)
-    db = Database(pool, resolved, embedded=embedded, cache=cache)
+    db = Database(pool, resolved, embedded=embedded, cache=cache, limits=limits)
     await cache.start(db)
     return db
 
@@ -240,6 +250,7 @@ def connect(
     statement_cache_size: int = 100,
     auto_migrate: bool | None = None,
     cache: dict[str, Any] | None = None,
+    limits: dict[str, int] | None = None,
     **pool_options: Any,
 ) -> _Connecting:
     """Open pydbal's database.
@@ -249,6 +260,8 @@ def connect(
     ``$PYDBAL_REDIS_URL`` → an in-process warm cache. ``statement_cache_size=0`` for PgBouncer
     in transaction mode. ``auto_migrate`` (default: only for the embedded server) migrates a
     database whose schema is behind. ``cache``: options of :class:`pydbal.cache.Cache`.
+    ``limits``: input limits to change (:class:`pydbal.limits.Limits` field names; each must lie
+    within the database's hard limit, else ``ValueError``).
     Other keyword arguments go to ``asyncpg.create_pool``.
     """
     return _Connecting(
@@ -260,5 +273,6 @@ def connect(
         statement_cache_size=statement_cache_size,
         auto_migrate=auto_migrate,
         cache_options=cache or {},
+        limits=lim.DEFAULTS.configured(limits),
         pool_options=pool_options,
     )

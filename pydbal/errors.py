@@ -59,6 +59,14 @@ _CONSTRAINT_CODES: dict[str, tuple[ErrorCode, str]] = {
     "workflows_edges_is_object": (ErrorCode.VALIDATION_ERROR, "edges must be a JSON object"),
 }
 
+# Plain CHECK constraints that bound a length: the field and the limit (pydbal/limits.py) they
+# enforce. The limits of sql/15_limits.sql raise D0422 with these details themselves.
+_CONSTRAINT_LIMITS: dict[str, tuple[str, str]] = {
+    "workflows_name_length": ("name", "name_length"),
+    "workflows_tenant_not_empty": ("tenant_id", "tenant_id_length"),
+    "execution_keys_id_length": ("execution_id", "execution_id_length"),
+}
+
 _CONSTRAINT_ISSUES: dict[str, str] = {
     "workflows_nodes_is_array": "INVALID_NODES",
     "workflows_edges_is_object": "INVALID_EDGES",
@@ -83,6 +91,11 @@ def from_postgres(exc: BaseException) -> DBALError | None:
     """
     sqlstate: str | None = getattr(exc, "sqlstate", None)
     if not sqlstate:
+        # asyncpg's DataError (an argument the driver cannot encode) has no SQLSTATE: it is
+        # bad input all the same. pydbal checks arguments first (pydbal/limits.py), so this only
+        # catches what slipped through, without a field name.
+        if type(exc).__name__ == "DataError" and type(exc).__module__.startswith("asyncpg"):
+            return DBALError(ErrorCode.VALIDATION_ERROR, f"invalid argument: {exc}", {})
         return None
     message = getattr(exc, "message", None) or str(exc)
     detail = getattr(exc, "detail", None)
@@ -99,6 +112,13 @@ def from_postgres(exc: BaseException) -> DBALError | None:
         if constraint in _CONSTRAINT_ISSUES:
             details["issues"] = [_CONSTRAINT_ISSUES[constraint]]
         return DBALError(code, text, details)
+    if constraint in _CONSTRAINT_LIMITS:
+        field, limit = _CONSTRAINT_LIMITS[constraint]
+        return DBALError(
+            ErrorCode.VALIDATION_ERROR,
+            f"{field} is empty or too long (limit {limit})",
+            {"constraint": constraint, "field": field, "limit": limit},
+        )
     if sqlstate == "23505":  # unique_violation
         return DBALError(ErrorCode.CONFLICT, message, {"constraint": constraint})
     # check violation, not null violation, invalid text representation, invalid parameter value
@@ -106,4 +126,9 @@ def from_postgres(exc: BaseException) -> DBALError | None:
         return DBALError(ErrorCode.VALIDATION_ERROR, message, {"constraint": constraint})
     if sqlstate == "42501":  # insufficient_privilege, including row-level security refusals
         return DBALError(ErrorCode.FORBIDDEN, message)
+    # Every other data exception (class 22: NUL or untranslatable characters, numbers and times
+    # out of range, …) and program limit (class 54: statement too complex, index row too big)
+    # is the caller's input; pydbal's own checks name the field, this is the backstop.
+    if sqlstate[:2] in ("22", "54"):
+        return DBALError(ErrorCode.VALIDATION_ERROR, message, {"sqlstate": sqlstate})
     return None

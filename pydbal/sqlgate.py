@@ -55,6 +55,10 @@ class RefusedQuery(Exception):
         self.reason = reason
 
 
+class QueryTooComplex(RefusedQuery):
+    """The query is too long or too deeply nested to be checked: bad input, not a policy."""
+
+
 class RefusedLogin(Exception):
     """The DSN logs in as a role that sees more than an analyst; ``reason`` says why."""
 
@@ -263,11 +267,25 @@ def _tree_reason(tree: exp.Expr) -> str | None:
     return None
 
 
+MAX_QUERY_CHARS = 1_000_000
+
+
 def check(sql: str, *, read: str | None = None) -> str:
     """The PostgreSQL text of ``sql`` if it is one read-only query, else :class:`RefusedQuery`.
 
     ``read`` is the dialect ``sql`` is written in (default postgres); the result is PostgreSQL.
+    A query longer than :data:`MAX_QUERY_CHARS` or nested too deeply for the parser is
+    :class:`QueryTooComplex` (a RefusedQuery).
     """
+    if len(sql) > MAX_QUERY_CHARS:
+        raise QueryTooComplex(f"the query is longer than {MAX_QUERY_CHARS:,} characters")
+    try:
+        return _check(sql, read)
+    except RecursionError:
+        raise QueryTooComplex("the query is nested too deeply to check") from None
+
+
+def _check(sql: str, read: str | None) -> str:
     dialect = read or "postgres"
     try:
         with _quiet_sqlglot():

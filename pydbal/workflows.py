@@ -24,7 +24,9 @@ import asyncpg
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from pydbal import limits as lim
 from pydbal import queries as q
+from pydbal.cache import bypass
 from pydbal.errors import DBALError, ErrorCode
 from pydbal.formats import Definition, build_bundle, derive_name, parse_import
 from pydbal.models import (
@@ -54,6 +56,9 @@ EXECUTION_STATUSES = frozenset({"success", "failure", "pending", "timeout"})
 FIND_FIELDS = frozenset({"name", "created_by", "category", "tags"})
 DEFINITION_FIELDS = ("nodes", "edges", "variables")
 CREATE_BATCH = 1000
+INT4_MAX = 2**31 - 1
+TOKEN_MAX = 2**63 - 1
+APPLY_ATTEMPTS = 100
 # Fields that cannot be NULL: None in an update means "leave unchanged".
 _NOT_NULL = frozenset(
     {"name", "nodes", "edges", "enabled", "variables", "config", "tags", "category"}
@@ -87,8 +92,10 @@ def _parse(cls: type[M], value: Any) -> M:
 def _uuid(value: Any) -> UUID | None:
     if isinstance(value, UUID):
         return value
+    if not isinstance(value, str) or len(value) > 100:
+        return None  # an id is a UUID or its text; anything else names no workflow
     try:
-        return UUID(str(value))
+        return UUID(value)
     except ValueError:
         return None
 
@@ -162,6 +169,7 @@ class Workflows:
         self._db = scope.db
         self._ctx = scope.ctx
         self._cache = scope.db.cache
+        self._lim = scope.db.limits
 
     # -- helpers ------------------------------------------------------------------------------
     @property
@@ -187,9 +195,10 @@ class Workflows:
         """A workflow id for an operation on an existing workflow; unparseable = not found."""
         parsed = _uuid(workflow_id)
         if parsed is None:
-            raise DBALError(
-                ErrorCode.WORKFLOW_NOT_FOUND, "workflow not found", {"id": str(workflow_id)}
+            shown = (
+                workflow_id[:100] if isinstance(workflow_id, str) else type(workflow_id).__name__
             )
+            raise DBALError(ErrorCode.WORKFLOW_NOT_FOUND, "workflow not found", {"id": shown})
         return parsed
 
     async def _invalidate(self, *ids: Any, lists: bool = True) -> None:
@@ -199,10 +208,42 @@ class Workflows:
         """After a bulk write: everything cached of the tenant."""
         await self._cache.invalidate(self._scope.tenant_id, (), lists=True, all_workflows=True)
 
+    def _checked(self, cls: type[M], value: Any) -> M:
+        """Parse a create/update input and check it against the limits: a definition given as
+        data is walked (bounded) and one given as text measured before either is parsed."""
+        checked = lim.precheck_raw(value, self._lim)
+        inp = _parse(cls, value)
+        values = {k: getattr(inp, k) for k in inp.model_fields_set}
+        lim.check_workflow_text(values, self._lim)
+        lim.check_definition(values, self._lim, skip=checked)
+        return inp
+
     def _create_input(self, value: Any) -> CreateWorkflowInput:
-        inp = _parse(CreateWorkflowInput, value)
+        inp = self._checked(CreateWorkflowInput, value)
         self._check_tenant(inp.tenant_id)
         return inp
+
+    def _lock(self, value: Any) -> Lock:
+        """A Lock (or a mapping of its fields) whose token fits the database's bigint."""
+        if isinstance(value, Mapping):
+            try:
+                value = Lock.model_validate(value)
+            except ValidationError:
+                raise lim.refuse(
+                    "lock", "lock must be a Lock (workflow_id, token, expires_at)"
+                ) from None
+        if not isinstance(value, Lock):
+            raise lim.refuse("lock", f"lock must be a Lock, not {type(value).__name__}")
+        lim.integer(value.token, "lock", 1, TOKEN_MAX, "token")
+        return value
+
+    def _lease(self, timeout_ms: Any) -> int:
+        return lim.integer(
+            timeout_ms, "timeout_ms", self._lim.lease_min_ms, self._lim.lease_max_ms, "lease_ms"
+        )
+
+    def _limit(self, value: Any, maximum: int) -> int:
+        return lim.integer(value, "limit", 1, maximum)
 
     def _insert_args(
         self,
@@ -290,14 +331,20 @@ class Workflows:
         limit: int = 20,
     ) -> Page[Workflow]:
         """A page of workflows (limit 1-100), sorted with a stable tie-break on id."""
-        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "page must be an integer >= 1")
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "limit must be an integer from 1 to 100")
+        window = self._lim.list_window
+        page = lim.integer(page, "page", 1, window, "list_window")
+        limit = self._limit(limit, 100)
+        if page * limit > window:
+            raise lim.refuse(
+                "page",
+                f"page * limit must be at most {window:,} (limit list_window)",
+                limit="list_window",
+                max=window,
+            )
         return await self._list(filter, sort, (page - 1) * limit, limit)
 
     async def _list(self, filter: Any, sort: Any, offset: int, limit: int) -> Page[Workflow]:
-        flt = _parse(WorkflowFilter, filter).model_dump(mode="json", exclude_none=True)
+        flt = self._filter(filter)
         srt = _parse(Sort, sort)
         args = (*self._ctx, _json(flt), srt.field, srt.direction == "desc", offset, limit)
 
@@ -310,6 +357,11 @@ class Workflows:
             return Page[Workflow](items=items, total=total, has_more=offset + len(items) < total)
 
         return await self._cache.warm(self._scope.tenant_id, "list", _json(args[3:]), load)
+
+    def _filter(self, filter: Any) -> dict[str, Any]:
+        flt = _parse(WorkflowFilter, filter).model_dump(mode="json", exclude_none=True)
+        lim.check_filter(flt, self._lim)
+        return flt
 
     async def find_first(
         self,
@@ -324,14 +376,13 @@ class Workflows:
     ) -> builtins.list[Workflow]:
         """Workflows whose ``field`` (name, created_by, category, tags) equals ``value`` (for
         tags: has it)."""
-        if field not in FIND_FIELDS:
+        if not isinstance(field, str) or field not in FIND_FIELDS:
             raise DBALError(
                 ErrorCode.VALIDATION_ERROR,
                 f"find_by_field supports {', '.join(sorted(FIND_FIELDS))}, not {field!r}",
-                {"field": field},
+                {"field": "field", "limit": "type"},
             )
-        if not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "limit must be an integer from 1 to 1000")
+        limit = self._limit(limit, 1000)
         if field == "tags" and isinstance(value, str):
             value = [value]
         return (
@@ -341,10 +392,8 @@ class Workflows:
     async def search(self, text: str, limit: int = 10) -> builtins.list[Workflow]:
         """Best matches first: full text over name, description and tags (web-search syntax),
         then names similar to ``text`` (tolerates a typo)."""
-        if not isinstance(text, str):
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "search text must be a string")
-        if not isinstance(limit, int) or not 1 <= limit <= 100:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "limit must be an integer from 1 to 100")
+        text = lim.check_search(text, "search", self._lim)
+        limit = self._limit(limit, 100)
 
         async def load() -> builtins.list[Workflow]:
             rows = await self._db.fetch(q.SEARCH, *self._ctx, text, limit)
@@ -353,9 +402,13 @@ class Workflows:
         return await self._cache.warm(self._scope.tenant_id, "search", _json([text, limit]), load)
 
     async def get_execution_stats(
-        self, workflow_id: Any, start: datetime | None = None, end: datetime | None = None
+        self, workflow_id: Any, start: Any = None, end: Any = None
     ) -> ExecutionStats:
+        """Statistics of the executions started in [start, end): times as aware datetimes,
+        ISO-8601 text with an offset, or epoch milliseconds."""
         wid = self._id(workflow_id)
+        start = lim.optional_timestamp(start, "start")
+        end = lim.optional_timestamp(end, "end")
 
         async def load() -> ExecutionStats:
             row = await self._db.fetchrow(q.EXECUTION_STATS, *self._ctx, wid, start, end)
@@ -372,23 +425,23 @@ class Workflows:
     async def executions(
         self,
         workflow_id: Any,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start: Any = None,
+        end: Any = None,
         status: str | None = None,
         limit: int = 100,
     ) -> builtins.list[Execution]:
         wid = self._id(workflow_id)
-        if status is not None and status not in EXECUTION_STATUSES:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, f"unknown execution status {status!r}")
-        if not isinstance(limit, int) or not 1 <= limit <= 10000:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "limit must be an integer from 1 to 10000")
+        start = lim.optional_timestamp(start, "start")
+        end = lim.optional_timestamp(end, "end")
+        if status is not None and (not isinstance(status, str) or status not in EXECUTION_STATUSES):
+            raise lim.refuse("status", f"unknown execution status {status!r}")
+        limit = self._limit(limit, 10000)
         rows = await self._db.fetch(q.EXECUTIONS, *self._ctx, wid, start, end, status, limit)
         return [Execution.model_validate(dict(r)) for r in rows]
 
     async def audit(self, workflow_id: Any = None, limit: int = 100) -> builtins.list[AuditEntry]:
         wid = None if workflow_id is None else self._id(workflow_id)
-        if not isinstance(limit, int) or not 1 <= limit <= 10000:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "limit must be an integer from 1 to 10000")
+        limit = self._limit(limit, 10000)
         rows = await self._db.fetch(q.AUDIT, *self._ctx, wid, limit)
         return [AuditEntry.model_validate(dict(r)) for r in rows]
 
@@ -409,7 +462,7 @@ class Workflows:
     async def create_many(self, inputs: Iterable[CreateWorkflowInput | Mapping[str, Any]]) -> int:
         """Create many workflows, all or nothing, in batches of 1000 rows per statement."""
         self._require_create()
-        parsed = [self._create_input(i) for i in inputs]
+        parsed = [self._create_input(i) for i in lim.items(inputs, "inputs")]
         if not parsed:
             return 0
         async with self._db.transaction() as conn:
@@ -422,7 +475,7 @@ class Workflows:
         return count
 
     def _patch(self, value: Any) -> dict[str, Any]:
-        inp = _parse(UpdateWorkflowInput, value)
+        inp = self._checked(UpdateWorkflowInput, value)
         self._check_tenant(inp.tenant_id)
         patch = inp.model_dump(mode="json", exclude_unset=True, exclude={"tenant_id"})
         return {k: v for k, v in patch.items() if not (v is None and k in _NOT_NULL)}
@@ -436,13 +489,18 @@ class Workflows:
         """Apply the given fields; bumps ``version``. A stale ``expected_version`` is CONFLICT
         and nothing is written. A definition change is validated and kept in history."""
         wid = self._id(workflow_id)
+        expected_version = lim.optional_integer(expected_version, "expected_version", 1, INT4_MAX)
         patch = self._patch(input)
         return await self._apply(wid, patch, expected_version)
 
     async def _apply(
         self, wid: UUID, patch: dict[str, Any], expected_version: int | None
     ) -> Workflow:
-        for attempt in range(3):
+        # Without an expected version, a definition change is validated against the row read
+        # and written only if that row is still current; a concurrent writer makes it read and
+        # validate again. Each conflict means another writer committed, so contention among N
+        # writers settles within N rounds: the cap only guards against a runaway.
+        for attempt in range(APPLY_ATTEMPTS):
             version = expected_version
             vstatus: str | None = None
             verrors: str | None = None
@@ -476,7 +534,7 @@ class Workflows:
                 if (
                     exc.code == ErrorCode.CONFLICT
                     and expected_version is None
-                    and attempt < 2
+                    and attempt < APPLY_ATTEMPTS - 1
                     and "expected_version" in exc.details
                 ):
                     continue  # changed between our read and write: validate again
@@ -524,10 +582,14 @@ class Workflows:
         update: UpdateWorkflowInput | Mapping[str, Any],
     ) -> Workflow:
         """Update the workflow named ``name`` with ``update``, or create it from ``create``."""
-        create_data = self._create_input({**_as_dict(create), "name": name})
+        name = lim.text(name, "name", self._lim.name_length, "name_length")
+        create_data = self._create_input({**_as_dict(create, "create"), "name": name})
         patch = self._patch(update)
-        for _ in range(2):
-            existing = await self.find_first({"name": name})
+        for _ in range(3):
+            # Read past the caches: after losing a race to create, the name's row is committed
+            # (the unique violation waits for the winner), and only a fresh read is sure to see it.
+            with bypass():
+                existing = await self.find_first({"name": name})
             if existing is not None:
                 return await self._apply(existing.id, patch, None)
             try:
@@ -546,7 +608,7 @@ class Workflows:
     ) -> int:
         """Apply ``input`` to every matching workflow the caller may change; returns how many.
         Rows of another creator (role user) or locked by another user are left untouched."""
-        flt = _parse(WorkflowFilter, filter).model_dump(mode="json", exclude_none=True)
+        flt = self._filter(filter)
         patch = self._patch(input)
         vstatus: str | None = None
         verrors: str | None = None
@@ -571,7 +633,7 @@ class Workflows:
 
     async def delete_many(self, filter: WorkflowFilter | Mapping[str, Any] | None) -> int:
         """Delete every matching workflow the caller may delete; returns how many."""
-        flt = _parse(WorkflowFilter, filter).model_dump(mode="json", exclude_none=True)
+        flt = self._filter(filter)
         count = int(await self._db.fetchval(q.DELETE_MANY, *self._ctx, _json(flt)))
         await self._invalidate_tenant()
         return count
@@ -579,6 +641,7 @@ class Workflows:
     async def restore(self, workflow_id: Any, version: int) -> Workflow:
         """Make a new version equal to ``version`` from the history (name and definition)."""
         wid = self._id(workflow_id)
+        version = lim.integer(version, "version", 1, INT4_MAX)
         for old in await self.history(wid):
             if old.version == version:
                 return await self._apply(
@@ -625,6 +688,7 @@ class Workflows:
         """A lease lock with a fencing token, or None while someone holds one. A stale or
         never-validated workflow is validated once before refusing it."""
         wid = self._id(workflow_id)
+        timeout_ms = self._lease(timeout_ms)
         for attempt in range(2):
             try:
                 row = await self._db.fetchrow(q.ACQUIRE_LOCK, *self._ctx, wid, timeout_ms)
@@ -646,6 +710,8 @@ class Workflows:
     ) -> Lock | None:
         """The extended lock, or None once it was lost."""
         wid = self._id(workflow_id)
+        lock = self._lock(lock)
+        timeout_ms = self._lease(timeout_ms)
         expires = await self._db.fetchval(q.RENEW_LOCK, *self._ctx, wid, lock.token, timeout_ms)
         if expires is None:
             return None
@@ -655,6 +721,7 @@ class Workflows:
     async def release_lock(self, workflow_id: Any, lock: Lock | None = None) -> bool:
         """Release by the holder (with its lock) or by admin and up (without)."""
         wid = self._id(workflow_id)
+        lock = None if lock is None else self._lock(lock)
         released = bool(
             await self._db.fetchval(
                 q.RELEASE_LOCK, *self._ctx, wid, lock.token if lock is not None else None
@@ -674,34 +741,45 @@ class Workflows:
         workflow_id: Any,
         status: str,
         execution_time_ms: float | None,
-        execution_id: str | None = None,
+        execution_id: str | int | None = None,
         lock: Lock | None = None,
-        started_at: datetime | None = None,
+        started_at: Any = None,
         error: str | None = None,
     ) -> RecordedExecution:
-        """Record one execution (counted once per execution id; see sql/41_record_execution.sql)."""
+        """Record one execution (counted once per execution id; see sql/41_record_execution.sql).
+        ``started_at``: an aware datetime, ISO-8601 text with an offset or epoch milliseconds;
+        an integer ``execution_id`` is stored as its decimal text."""
         wid = self._id(workflow_id)
-        if status not in EXECUTION_STATUSES:
-            raise DBALError(
-                ErrorCode.VALIDATION_ERROR,
-                f"unknown execution status {status!r}",
-                {"status": status},
+        if not isinstance(status, str) or status not in EXECUTION_STATUSES:
+            raise lim.refuse("status", f"unknown execution status {status!r}")
+        limits = self._lim
+        duration = None
+        if execution_time_ms is not None:
+            duration = lim.number(
+                execution_time_ms,
+                "execution_time_ms",
+                0,
+                limits.duration_max_ms,
+                "duration_max_ms",
             )
-        if execution_time_ms is not None and (
-            isinstance(execution_time_ms, bool) or not isinstance(execution_time_ms, int | float)
-        ):
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "execution_time_ms must be a number")
-        if started_at is not None and started_at.tzinfo is None:
-            raise DBALError(ErrorCode.VALIDATION_ERROR, "started_at must be timezone-aware")
+        if isinstance(execution_id, int) and not isinstance(execution_id, bool):
+            execution_id = str(execution_id)
+        if execution_id is not None:
+            execution_id = lim.text(
+                execution_id, "execution_id", limits.execution_id_length, "execution_id_length"
+            )
+        token = None if lock is None else self._lock(lock).token
+        started = lim.optional_timestamp(started_at, "started_at")
+        error = lim.optional_text(error, "error", limits.error_length, "error_length")
         row = await self._db.fetchrow(
             q.RECORD_EXECUTION,
             *self._ctx,
             wid,
             status,
-            None if execution_time_ms is None else float(execution_time_ms),
+            duration,
             execution_id,
-            lock.token if lock is not None else None,
-            started_at,
+            token,
+            started,
             error,
         )
         assert row is not None
@@ -718,6 +796,9 @@ class Workflows:
         cancelled and TimeoutError raised) — with the measured duration, and always release.
         ``timeout_ms`` is the lease, renewed every third of it."""
         wid = self._id(workflow_id)
+        timeout_ms = self._lease(timeout_ms)
+        if deadline_ms is not None:
+            deadline_ms = lim.integer(deadline_ms, "deadline_ms", 1, self._lim.duration_max_ms)
         lock = await self.acquire_lock(wid, timeout_ms)
         if lock is None:
             holder = await self._load(wid)
@@ -791,6 +872,8 @@ class Workflows:
         """A copy with fresh counters, named ``new_name`` or "<name> (Clone)"; a taken name
         becomes "<name> (2)", "(3)", …"""
         self._require_create()
+        new_name = lim.optional_text(new_name, "new_name", self._lim.name_length, "name_length")
+        enabled = lim.boolean(enabled, "enabled")
         src = await self._existing(workflow_id)
         name = new_name if new_name is not None else f"{src.name[:247]} (Clone)"
         inp = _parse(
@@ -818,7 +901,7 @@ class Workflows:
     async def export_many(self, workflow_ids: Iterable[Any]) -> builtins.list[ExportBundle]:
         """Bundles of many workflows, in the order given, read 100 per statement. Any id that
         is missing (or another tenant's) is WORKFLOW_NOT_FOUND, listing them all."""
-        ids = [self._id(i) for i in workflow_ids]
+        ids = [self._id(i) for i in lim.items(workflow_ids, "workflow_ids")]
         found: dict[UUID, Workflow] = {}
         for start in range(0, len(ids), 100):
             chunk = ids[start : start + 100]
@@ -854,6 +937,9 @@ class Workflows:
     ) -> builtins.list[Workflow]:
         """Import every workflow of ``data`` (an n8n export array gives several), all or none."""
         self._require_create()
+        name = lim.optional_text(name, "name", self._lim.name_length, "name_length")
+        enabled = lim.boolean(enabled, "enabled")
+        strict = lim.boolean(strict, "strict")
         source_name: str | None = None
         if isinstance(data, os.PathLike):
             path = Path(data)
@@ -866,6 +952,7 @@ class Workflows:
                     f"cannot read {path}: {exc.strerror}",
                     {"reason": "unreadable file"},
                 ) from None
+        lim.raw_size(data, "data", self._lim.import_bytes, "import_bytes")
         definitions = parse_import(data, source_name=source_name)
         if name is not None and len(definitions) > 1:
             raise DBALError(ErrorCode.VALIDATION_ERROR, "name applies to a single workflow only")
@@ -890,7 +977,7 @@ class Workflows:
     ) -> tuple[CreateWorkflowInput, ValidationReport]:
         chosen = name or d.name or derive_name(d.nodes, source_name)
         try:
-            inp = _parse(
+            inp = self._checked(
                 CreateWorkflowInput,
                 {
                     "name": chosen,
@@ -906,6 +993,10 @@ class Workflows:
             )
             report = _validate(inp.nodes, inp.edges, inp.variables, inp.config)
         except DBALError as exc:
+            if "limit" in exc.details:  # a limit, not the format: VALIDATION_ERROR, with where
+                raise DBALError(
+                    exc.code, f"workflow {index}: {exc.message}", {**exc.details, "index": index}
+                ) from None
             raise DBALError(
                 ErrorCode.INVALID_EXPORT_FORMAT,
                 f"workflow {index}: {exc.message}",
@@ -914,7 +1005,11 @@ class Workflows:
         return inp, report
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
+def _as_dict(value: Any, field: str) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_unset=True)
-    return dict(value or {})
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise lim.refuse(field, f"{field} must be a mapping, not {type(value).__name__}")
+    return dict(value)

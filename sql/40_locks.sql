@@ -10,14 +10,21 @@
 
 SET LOCAL ROLE @owner_role@;
 
--- check_lease(timeout_ms): VALIDATION_ERROR (422) unless a lease length is 1 ms to 24 hours.
+-- check_lease(timeout_ms): VALIDATION_ERROR (422) unless a lease length lies within the limits
+-- lease_min_ms .. lease_max_ms (1 ms to 24 hours, sql/15_limits.sql).
 CREATE FUNCTION dbal.check_lease(p_timeout_ms integer) RETURNS void
     LANGUAGE plpgsql IMMUTABLE
     AS $$
 BEGIN
-    IF p_timeout_ms IS NULL OR p_timeout_ms < 1 OR p_timeout_ms > 86400000 THEN
-        PERFORM dbal.raise_error(422, 'timeout_ms must be between 1 and 86400000',
-                                 jsonb_build_object('timeout_ms', p_timeout_ms));
+    IF p_timeout_ms IS NULL OR p_timeout_ms < dbal.limit_value('lease_min_ms')
+       OR p_timeout_ms > dbal.limit_value('lease_max_ms') THEN
+        PERFORM dbal.raise_error(422, format('timeout_ms must be between %s and %s',
+                                             dbal.limit_value('lease_min_ms'),
+                                             dbal.limit_value('lease_max_ms')),
+                                 jsonb_build_object('field', 'timeout_ms', 'limit', 'lease_ms',
+                                                    'timeout_ms', p_timeout_ms,
+                                                    'min', dbal.limit_value('lease_min_ms'),
+                                                    'max', dbal.limit_value('lease_max_ms')));
     END IF;
 END
 $$;

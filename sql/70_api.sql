@@ -51,7 +51,8 @@ $$;
 -- the keys enabled, is_locked (a live lease), category, created_by, name, ids, tags (any of),
 -- validation_status (as read: an expired 'valid' is 'stale'), last_execution_status, search
 -- (web-search syntax) and archived (true: only archived workflows, which the caller must also
--- make visible with dbal.ctx_archived(); false or absent: live ones, as the policies show). Text keys take one value or a list of them. Values are quoted with
+-- make visible with dbal.ctx_archived(); false or absent: live ones, as the policies show).
+-- Text keys take one value or a list of them. Values are quoted with
 -- format('%L'); an unknown key is VALIDATION_ERROR (422).
 CREATE FUNCTION dbal.filter_sql(p_filter jsonb) RETURNS text
     LANGUAGE plpgsql IMMUTABLE
@@ -97,7 +98,7 @@ BEGIN
         WHEN 'search' THEN
             v_parts := v_parts || format(
                 'w.search_document @@ websearch_to_tsquery(''english''::regconfig, %L)',
-                v_value #>> '{}');
+                dbal.check_search(v_value #>> '{}', 'filter.search'));
         ELSE
             PERFORM dbal.raise_error(422, format('unknown filter field %L', v_key),
                                      jsonb_build_object('field', v_key));
@@ -141,6 +142,7 @@ BEGIN
     IF p_limit NOT BETWEEN 1 AND 1000 OR p_offset < 0 THEN
         PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
     END IF;
+    PERFORM dbal.within(p_offset::bigint + p_limit, 'page', 'list_window');
     v_where := dbal.filter_sql(p_filter);
     IF coalesce((p_filter ->> 'archived')::boolean, false) THEN
         PERFORM set_config('dbal.archived', 'visible', true);
@@ -187,7 +189,8 @@ BEGIN
     IF p_limit NOT BETWEEN 1 AND 1000 THEN
         PERFORM dbal.raise_error(422, 'limit must be 1..1000');
     END IF;
-    v_query := websearch_to_tsquery('english'::regconfig, coalesce(p_query, ''));
+    v_query := websearch_to_tsquery('english'::regconfig,
+                                    coalesce(dbal.check_search(p_query, 'search'), ''));
     RETURN QUERY
         SELECT r.rank, w
           FROM (SELECT c.id, (ts_rank(c.search_document, v_query) + 1)::real AS rank, c.name
@@ -270,6 +273,9 @@ $$;
 
 -- free_name(tenant, name, taken): p_name if no workflow of the tenant (and no name in p_taken)
 -- has it, else the first free "<name> (n)", n = 2, 3, … (trimmed to 255 characters).
+-- Renaming writers of one tenant take turns: the first call of a transaction waits for the
+-- tenant's naming lock (held to commit), then looks, so it sees the names other renaming writers
+-- committed and two concurrent clones/imports never pick the same name.
 CREATE FUNCTION dbal.free_name(p_tenant text, p_name text, p_taken text[] DEFAULT '{}')
     RETURNS text
     LANGUAGE plpgsql
@@ -278,6 +284,7 @@ DECLARE
     v_candidate text := p_name;
     n integer := 1;
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('dbal.free_name'), hashtext(p_tenant));
     WHILE v_candidate = ANY (coalesce(p_taken, '{}'))
           OR EXISTS (SELECT 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.name = v_candidate) LOOP
         n := n + 1;

@@ -246,3 +246,23 @@ async def test_cli_sql_reads_a_file_and_transpiles(
     argv = ["sql", "--dsn", analyst.dsn, "--file", str(path), "--from", "tsql", "--format", "csv"]
     assert await asyncio.to_thread(_cli, argv) == 0
     assert capsys.readouterr().out.splitlines() == ["name", "acme-wf-0"]
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-inf", "0", "-1", "86401"])
+def test_cli_sql_refuses_odd_timeouts_in_one_line(
+    timeout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["sql", "--dsn", "postgresql://nobody@127.0.0.1:1/x", f"--timeout={timeout}", "SELECT 1"]
+    assert _cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--timeout" in err and "Traceback" not in err
+
+
+def test_cli_sql_refuses_deep_nesting_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    query = "SELECT " + "(" * 5000 + "1" + ")" * 5000
+    argv = ["sql", "--dsn", "postgresql://nobody@127.0.0.1:1/x", query]
+    assert _cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nested too deeply" in err
+    with pytest.raises(RefusedQuery):
+        check("SELECT 1 + " * 200_000 + "1")  # over a million characters: refused unparsed

@@ -114,15 +114,20 @@ async def snapshot(raw: Any) -> dict[str, Any]:
 # --- fixtures ----------------------------------------------------------------------------------
 
 
+# Tests of lock expiry take leases of a few milliseconds: below connect()'s default shortest
+# lease (1 s), within the database's (1 ms). tests/api/test_input_findings.py checks the default.
+SHORT_LEASES = {"lease_min_ms": 1}
+
+
 @pytest.fixture
 async def app(db: Any) -> AsyncIterator[pydbal.Database]:
-    async with pydbal.connect(db.app_dsn, max_size=4) as database:
+    async with pydbal.connect(db.app_dsn, max_size=4, limits=SHORT_LEASES) as database:
         yield database
 
 
 @pytest.fixture
 async def su(db: Any) -> AsyncIterator[pydbal.Database]:
-    async with pydbal.connect(db.dsn, max_size=4) as database:
+    async with pydbal.connect(db.dsn, max_size=4, limits=SHORT_LEASES) as database:
         yield database
 
 

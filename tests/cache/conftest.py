@@ -100,7 +100,10 @@ async def open_db(db: Any) -> AsyncIterator[Callable[..., Any]]:
 
     async def _open(redis_url: str | None = None, **options: Any) -> pydbal.Database:
         options.setdefault("revalidate", False)
-        database = await pydbal.connect(db.app_dsn, redis_url, cache=options)
+        # short leases (lock expiry is part of freshness): see tests/api/conftest.py
+        database = await pydbal.connect(
+            db.app_dsn, redis_url, cache=options, limits={"lease_min_ms": 1}
+        )
         opened.append(database)
         return database
 
