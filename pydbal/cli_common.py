@@ -130,3 +130,9 @@ def duration(text: str, *, maximum: timedelta = timedelta(days=36_500)) -> timed
     if not 0 <= ms <= maximum / timedelta(milliseconds=1):  # False for NaN
         raise argparse.ArgumentTypeError(f"duration must be between 0 and {maximum}: {text!r}")
     return timedelta(milliseconds=round(ms))
+
+
+async def require_superuser(conn: Any, what: str) -> None:
+    """Refuse (exit 2) unless ``conn`` logged in as a superuser: ``what`` is an operator's job."""
+    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+        raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)

@@ -25,6 +25,7 @@ from pydbal.cli_common import (
     add_dsn_argument,
     add_user_argument,
     operator_dsn,
+    require_superuser,
     run,
     user_of,
 )
@@ -32,11 +33,6 @@ from pydbal.migrate import Roles, resolve_roles
 
 _SubParsers = Any
 SPARKS = "▁▂▃▄▅▆▇█"
-
-
-async def _require_superuser(conn: Any, what: str) -> None:
-    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-        raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,7 +72,7 @@ async def sweep_locks(dsn: str, user: str) -> int:
     """``dbal.sweep_expired_locks()`` as a superuser; the audit rows name ``user``."""
     conn = await asyncpg.connect(dsn)
     try:
-        await _require_superuser(conn, "locks sweep")
+        await require_superuser(conn, "locks sweep")
         async with conn.transaction():
             await conn.execute(
                 "SELECT set_config('dbal.user_id', $1, true), "
@@ -322,7 +318,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
                     "(executions and audit rows live in their default partitions)"
                 )
                 return EXIT_OK
-            await _require_superuser(conn, "partitions maintain")
+            await require_superuser(conn, "partitions maintain")
             before = len(await list_partitions(conn))
             await conn.execute("CALL partman.run_maintenance_proc()")
             after = len(await list_partitions(conn))
