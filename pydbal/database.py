@@ -26,6 +26,7 @@ from pydbal.server import is_embedded, resolve_dsn
 
 if TYPE_CHECKING:
     from pydbal.cache import Cache
+    from pydbal.recorder import Recorder
     from pydbal.workflows import Workflows
 
 R = TypeVar("R")
@@ -71,6 +72,7 @@ class Database:
         self.dsn = dsn
         self.embedded = embedded
         self.cache = cache
+        self._recorder: Recorder | None = None
 
     # -- tenant scopes ------------------------------------------------------------------------
     def tenant(self, tenant_id: str, *, user_id: str, role: str = "user") -> Tenant:
@@ -113,12 +115,32 @@ class Database:
         except asyncpg.PostgresError as exc:
             raise translate(exc) from exc
 
+    # -- the batched recorder -----------------------------------------------------------------
+    def recorder(self, **options: Any) -> Recorder:
+        """A new batched execution recorder (``async with db.recorder(...) as rec``); options:
+        ``batch_size``, ``max_delay``, ``max_queue``, ``on_error``, ``retry_for``,
+        ``concurrency``, ``keep_results`` (see :mod:`pydbal.recorder`)."""
+        from pydbal.recorder import Recorder
+
+        return Recorder(self, **options)
+
+    @property
+    def shared_recorder(self) -> Recorder:
+        """The recorder of ``executing(..., record="batched")``: created on first use, results
+        not kept (refusals are logged), flushed and closed by :meth:`close`."""
+        if self._recorder is None:
+            self._recorder = self.recorder(keep_results=False)
+        return self._recorder
+
     # -- lifecycle ----------------------------------------------------------------------------
     def cache_stats(self) -> dict[str, dict[str, int]]:
         """Hits, misses and evictions per cache tier."""
         return self.cache.stats()
 
     async def close(self) -> None:
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            await recorder.close()
         await self.cache.close()
         await self._pool.close()
 
