@@ -284,3 +284,380 @@ GRANT EXECUTE ON FUNCTION dbal.record_executions(text, text, text, uuid[], text[
     double precision[], text[], bigint[], timestamptz[], text[]) TO @app_role@;
 
 RESET ROLE;
+
+-- ==============================================================================================
+-- sql/44_retention.sql
+
+-- 44_retention.sql — how long executions, roll-ups and the audit trail are kept.
+--
+-- * dbal.retention_defaults holds one row per kind of data (the registry of kinds):
+--     executions    workflow_executions rows and their execution_keys (by started_at)
+--     stats_hourly  workflow_stats_hourly (by hour)
+--     stats_daily   workflow_stats_daily (by day)
+--     audit         audit_log (by at)
+--   A new kind (e.g. archived_workflows) is a row here plus a branch in dbal.prune_batch.
+-- * dbal.retention_overrides holds per-tenant values; a tenant without one uses the default.
+-- * A row is removed once its time is before now − keep (its tenant's keep for its kind).
+--   pg_partman drops whole daily partitions older than the longest keep of any tenant
+--   (sql/45_maintenance.sql sets part_config.retention from these tables); dbal.prune_batch
+--   deletes the rest in bounded batches (everything on a server without pg_partman).
+-- * Who may change what: operators (superusers) set defaults (set_retention_default) and any
+--   tenant's override; a tenant's admin, god or supergod may set their own tenant's override
+--   up to the default (a shorter keep, not a longer one) through set_retention.
+
+SET LOCAL ROLE @owner_role@;
+
+CREATE TABLE dbal.retention_defaults (
+    kind        text        PRIMARY KEY,
+    keep        interval    NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    updated_by  text        NOT NULL DEFAULT session_user,
+    CONSTRAINT retention_defaults_keep_sane CHECK (keep >= interval '1 hour')
+);
+
+COMMENT ON TABLE dbal.retention_defaults IS
+    'Retention per kind of data (executions, stats_hourly, stats_daily, audit); see sql/44_retention.sql.';
+
+INSERT INTO dbal.retention_defaults (kind, keep, updated_by) VALUES
+    ('executions',   interval '30 days',  'pydbal'),
+    ('stats_hourly', interval '90 days',  'pydbal'),
+    ('stats_daily',  interval '730 days', 'pydbal'),
+    ('audit',        interval '365 days', 'pydbal');
+
+CREATE TABLE dbal.retention_overrides (
+    tenant_id   text        NOT NULL,
+    kind        text        NOT NULL,
+    keep        interval    NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    updated_by  text        NOT NULL,
+    CONSTRAINT retention_overrides_pkey PRIMARY KEY (tenant_id, kind),
+    CONSTRAINT retention_overrides_kind_fkey FOREIGN KEY (kind)
+        REFERENCES dbal.retention_defaults (kind) ON DELETE CASCADE,
+    CONSTRAINT retention_overrides_keep_sane CHECK (keep >= interval '1 hour')
+);
+
+ALTER TABLE dbal.retention_overrides ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dbal.retention_overrides FORCE ROW LEVEL SECURITY;
+CREATE POLICY retention_overrides_app_select ON dbal.retention_overrides FOR SELECT TO @app_role@
+    USING (tenant_id = dbal.ctx_tenant());
+CREATE POLICY retention_overrides_owner_all ON dbal.retention_overrides FOR ALL TO @owner_role@
+    USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
+
+-- retention(): the effective retention of the request's tenant: one row per kind with keep and
+-- source ('tenant' for an override, else 'default'). Any role may read it.
+CREATE FUNCTION dbal.retention(
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS TABLE (kind text, keep interval, source text, default_keep interval)
+    LANGUAGE plpgsql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+BEGIN
+    RETURN QUERY
+    SELECT d.kind, coalesce(o.keep, d.keep),
+           CASE WHEN o.keep IS NULL THEN 'default' ELSE 'tenant' END, d.keep
+      FROM dbal.retention_defaults d
+      LEFT JOIN dbal.retention_overrides o ON o.tenant_id = v_tenant AND o.kind = d.kind
+     ORDER BY d.kind;
+END
+$$;
+
+-- set_retention(kind, keep): sets (keep NULL: removes) the request tenant's override of one
+-- kind and returns the effective keep. FORBIDDEN (403) unless the role is admin, god or
+-- supergod; a keep longer than the default is FORBIDDEN unless the login is a superuser (an
+-- operator); an unknown kind or a keep under one hour is VALIDATION_ERROR (422). Audited.
+CREATE FUNCTION dbal.set_retention(
+        p_kind text, p_keep interval,
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS interval
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+    v_default interval;
+BEGIN
+    IF NOT dbal.ctx_is_admin() THEN
+        PERFORM dbal.raise_error(403, 'only admin, god and supergod may change retention');
+    END IF;
+    SELECT d.keep INTO v_default FROM dbal.retention_defaults d WHERE d.kind = p_kind;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(422, format('unknown retention kind %L', p_kind),
+                                 jsonb_build_object('kind', p_kind));
+    END IF;
+    IF p_keep IS NOT NULL AND p_keep < interval '1 hour' THEN
+        PERFORM dbal.raise_error(422, 'retention must be at least one hour',
+                                 jsonb_build_object('keep', p_keep));
+    END IF;
+    IF p_keep > v_default
+       AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false) THEN
+        PERFORM dbal.raise_error(403, 'a tenant may shorten its retention, not extend it past the default',
+                                 jsonb_build_object('kind', p_kind, 'keep', p_keep,
+                                                    'default', v_default));
+    END IF;
+    IF p_keep IS NULL THEN
+        DELETE FROM dbal.retention_overrides o WHERE o.tenant_id = v_tenant AND o.kind = p_kind;
+    ELSE
+        INSERT INTO dbal.retention_overrides AS o (tenant_id, kind, keep, updated_by)
+        VALUES (v_tenant, p_kind, p_keep, dbal.ctx_user())
+        ON CONFLICT (tenant_id, kind) DO UPDATE
+            SET keep = excluded.keep, updated_at = now(), updated_by = excluded.updated_by;
+    END IF;
+    PERFORM dbal.audit('retention_set', NULL, jsonb_build_object('kind', p_kind, 'keep', p_keep));
+    RETURN coalesce(p_keep, v_default);
+END
+$$;
+
+-- set_retention_default(kind, keep): the operator's default for one kind (a new kind is
+-- added by a migration, not here). SECURITY INVOKER and executable by no role: superusers only.
+CREATE FUNCTION dbal.set_retention_default(p_kind text, p_keep interval) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    UPDATE dbal.retention_defaults
+       SET keep = p_keep, updated_at = now(), updated_by = session_user
+     WHERE kind = p_kind;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(422, format('unknown retention kind %L', p_kind),
+                                 jsonb_build_object('kind', p_kind));
+    END IF;
+END
+$$;
+
+-- prune_batch(kind, now, limit): deletes at most `limit` rows of one kind whose time is before
+-- now − keep (each tenant's keep); returns how many. 'executions' deletes execution rows, then
+-- (in the same call, up to `limit` more) execution keys. SECURITY INVOKER, executable by no role:
+-- run by dbal.run_maintenance as a superuser, which row-level security does not restrict.
+CREATE FUNCTION dbal.prune_batch(p_kind text, p_now timestamptz, p_limit integer)
+    RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_default interval;
+    v_cut timestamptz;  -- nothing newer than this can be due, whoever the tenant
+    v_count integer := 0;
+    v_more integer := 0;
+BEGIN
+    SELECT d.keep INTO v_default FROM dbal.retention_defaults d WHERE d.kind = p_kind;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    SELECT p_now - least(v_default, min(o.keep)) INTO v_cut
+      FROM dbal.retention_overrides o WHERE o.kind = p_kind;
+    IF p_kind = 'executions' THEN
+        WITH victims AS (
+            SELECT e.tenant_id, e.execution_id, e.started_at
+              FROM dbal.workflow_executions e
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = e.tenant_id AND o.kind = p_kind
+             WHERE e.started_at < v_cut AND e.started_at < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.workflow_executions e USING victims v
+         WHERE e.tenant_id = v.tenant_id AND e.execution_id = v.execution_id
+           AND e.started_at = v.started_at;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        WITH victims AS (
+            SELECT k.tenant_id, k.execution_id
+              FROM dbal.execution_keys k
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = k.tenant_id AND o.kind = p_kind
+             WHERE k.started_at < v_cut AND k.started_at < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.execution_keys k USING victims v
+         WHERE k.tenant_id = v.tenant_id AND k.execution_id = v.execution_id;
+        GET DIAGNOSTICS v_more = ROW_COUNT;
+    ELSIF p_kind = 'stats_hourly' THEN
+        WITH victims AS (
+            SELECT s.tenant_id, s.workflow_id, s.hour
+              FROM dbal.workflow_stats_hourly s
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = s.tenant_id AND o.kind = p_kind
+             WHERE s.hour < v_cut AND s.hour < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.workflow_stats_hourly s USING victims v
+         WHERE s.tenant_id = v.tenant_id AND s.workflow_id = v.workflow_id AND s.hour = v.hour;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    ELSIF p_kind = 'stats_daily' THEN
+        WITH victims AS (
+            SELECT s.tenant_id, s.workflow_id, s.day
+              FROM dbal.workflow_stats_daily s
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = s.tenant_id AND o.kind = p_kind
+             WHERE s.day < v_cut AND s.day < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.workflow_stats_daily s USING victims v
+         WHERE s.tenant_id = v.tenant_id AND s.workflow_id = v.workflow_id AND s.day = v.day;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    ELSIF p_kind = 'audit' THEN
+        WITH victims AS (
+            SELECT a.tenant_id, a.id, a.at
+              FROM dbal.audit_log a
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = a.tenant_id AND o.kind = p_kind
+             WHERE a.at < v_cut AND a.at < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.audit_log a USING victims v
+         WHERE a.tenant_id = v.tenant_id AND a.id = v.id AND a.at = v.at;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    END IF;
+    RETURN v_count + v_more;
+END
+$$;
+
+REVOKE ALL ON dbal.retention_defaults, dbal.retention_overrides FROM PUBLIC;
+GRANT SELECT ON dbal.retention_defaults, dbal.retention_overrides TO @app_role@;
+REVOKE ALL ON FUNCTION dbal.retention(text, text, text),
+    dbal.set_retention(text, interval, text, text, text),
+    dbal.set_retention_default(text, interval),
+    dbal.prune_batch(text, timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbal.retention(text, text, text),
+    dbal.set_retention(text, interval, text, text, text) TO @app_role@;
+
+RESET ROLE;
+
+-- ==============================================================================================
+-- sql/45_maintenance.sql
+
+-- 45_maintenance.sql — the scheduler's one job: sweep expired locks, pg_partman, retention.
+--
+-- CALL dbal.run_maintenance(runner, min_interval_s, batch, max_batches) is what pg_cron runs
+-- every minute (scheduled by `pydbal migrate` where pg_cron is installed, see
+-- pydbal/maintenance.py) and what the in-process scheduler of a pydbal process runs otherwise.
+-- Guarantees:
+--   * one run at a time per database: a session advisory lock is taken with try-lock, so a
+--     second runner (another process, pg_cron) skips instead of waiting; a run that started less
+--     than min_interval_s seconds ago makes the others skip too (so N processes do not sweep N
+--     times per interval);
+--   * expired leases are cleared in the table (is_locked = false) and audited ('lock_expired',
+--     user 'maintenance:<runner>');
+--   * pg_partman (where installed) gets retention = the longest keep of any tenant for the
+--     executions and audit parents, then run_maintenance_proc() creates and drops partitions;
+--   * then bounded batched deletes (dbal.prune_batch) remove what is older than each tenant's
+--     retention, committing after each batch (short locks), at most max_batches per kind;
+--   * each run is a row of dbal.maintenance_runs: when, by whom, what it removed, errors.
+-- It commits between steps, so it is a procedure, SECURITY INVOKER (SECURITY DEFINER procedures
+-- cannot commit), executable by no role: superusers only (pg_cron's job runs as one; the
+-- in-process scheduler needs a superuser DSN, which the embedded server's is).
+
+SET LOCAL ROLE @owner_role@;
+
+CREATE TABLE dbal.maintenance_runs (
+    id                  bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    runner              text        NOT NULL,   -- 'pg_cron', 'pydbal:<host>:<pid>', 'cli'
+    started_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at         timestamptz,            -- NULL: running, or died (see error)
+    locks_cleared       integer,
+    partitions_dropped  integer,
+    removed             jsonb,                  -- rows deleted per kind
+    error               text
+);
+
+COMMENT ON TABLE dbal.maintenance_runs IS
+    'One row per run of dbal.run_maintenance (kept 30 days); shown by `pydbal status`.';
+
+CREATE INDEX maintenance_runs_started_idx ON dbal.maintenance_runs (started_at DESC);
+
+CREATE PROCEDURE dbal.run_maintenance(
+        p_runner text DEFAULT 'pg_cron',
+        p_min_interval_s double precision DEFAULT 0,
+        p_batch integer DEFAULT 5000,
+        p_max_batches integer DEFAULT 100)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    c_lock CONSTANT bigint := 8101238223536500852;  -- 'pydbalmt'
+    v_run bigint;
+    v_now timestamptz;
+    v_locks integer := 0;
+    v_dropped integer := NULL;
+    v_removed jsonb := '{}';
+    v_errors text[] := '{}';
+    v_kind text;
+    v_n integer;
+    v_total integer;
+    v_batches integer;
+    v_before text[];
+BEGIN
+    IF NOT pg_catalog.pg_try_advisory_lock(c_lock) THEN
+        RAISE NOTICE 'dbal.run_maintenance: another run is in progress; skipped';
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM dbal.maintenance_runs r
+                WHERE r.started_at > pg_catalog.clock_timestamp()
+                                     - pg_catalog.make_interval(secs => p_min_interval_s)) THEN
+        PERFORM pg_catalog.pg_advisory_unlock(c_lock);
+        RETURN;
+    END IF;
+    INSERT INTO dbal.maintenance_runs (runner) VALUES (p_runner) RETURNING id INTO v_run;
+    v_now := pg_catalog.clock_timestamp();
+    COMMIT;
+
+    -- 1. expired leases
+    BEGIN
+        PERFORM pg_catalog.set_config('dbal.user_id', 'maintenance:' || p_runner, true);
+        v_locks := dbal.sweep_expired_locks();
+    EXCEPTION WHEN OTHERS THEN
+        v_errors := v_errors || ('locks: ' || SQLERRM);
+    END;
+    COMMIT;
+
+    -- 2. pg_partman: retention from the policy, then its own maintenance
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_partman') THEN
+        UPDATE partman.part_config c
+           SET retention = (SELECT pg_catalog.max(k.keep)::text FROM (
+                               SELECT d.keep FROM dbal.retention_defaults d WHERE d.kind = x.kind
+                               UNION ALL
+                               SELECT o.keep FROM dbal.retention_overrides o WHERE o.kind = x.kind) k),
+               retention_keep_table = false
+          FROM (VALUES ('dbal.workflow_executions', 'executions'),
+                       ('dbal.audit_log', 'audit')) AS x(parent, kind)
+         WHERE c.parent_table = x.parent;
+        SELECT pg_catalog.array_agg(i.inhrelid::regclass::text) INTO v_before
+          FROM pg_catalog.pg_inherits i
+         WHERE i.inhparent IN ('dbal.workflow_executions'::regclass, 'dbal.audit_log'::regclass);
+        COMMIT;
+        CALL partman.run_maintenance_proc();
+        SELECT pg_catalog.count(*) INTO v_dropped
+          FROM pg_catalog.unnest(v_before) b(name)
+         WHERE pg_catalog.to_regclass(b.name) IS NULL;
+    END IF;
+
+    -- 3. batched deletes, per kind, committing after each batch
+    FOR v_kind IN SELECT d.kind FROM dbal.retention_defaults d ORDER BY d.kind LOOP
+        v_total := 0;
+        v_batches := 0;
+        LOOP
+            v_n := 0;
+            BEGIN
+                v_n := dbal.prune_batch(v_kind, v_now, p_batch);
+            EXCEPTION WHEN OTHERS THEN
+                v_errors := v_errors || (v_kind || ': ' || SQLERRM);
+            END;
+            COMMIT;
+            v_total := v_total + v_n;
+            v_batches := v_batches + 1;
+            EXIT WHEN v_n < p_batch OR v_batches >= p_max_batches;
+        END LOOP;
+        v_removed := v_removed || pg_catalog.jsonb_build_object(v_kind, v_total);
+    END LOOP;
+
+    DELETE FROM dbal.maintenance_runs r WHERE r.started_at < v_now - interval '30 days';
+    UPDATE dbal.maintenance_runs
+       SET finished_at = pg_catalog.clock_timestamp(), locks_cleared = v_locks,
+           partitions_dropped = v_dropped, removed = v_removed,
+           error = CASE WHEN pg_catalog.cardinality(v_errors) > 0
+                        THEN pg_catalog.array_to_string(v_errors, '; ') END
+     WHERE id = v_run;
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(c_lock);
+END
+$$;
+
+COMMENT ON PROCEDURE dbal.run_maintenance(text, double precision, integer, integer) IS
+    'Sweep expired locks, pg_partman maintenance, retention; one run at a time (sql/45_maintenance.sql).';
+
+REVOKE ALL ON dbal.maintenance_runs FROM PUBLIC;
+REVOKE ALL ON PROCEDURE dbal.run_maintenance(text, double precision, integer, integer) FROM PUBLIC;
+
+RESET ROLE;

@@ -134,6 +134,16 @@ RECORD_EXECUTIONS = (
     "p_errors => $10::text[])"
 )
 
+RETENTION = (
+    "SELECT kind, keep, source FROM dbal.retention(p_tenant => $1::text, p_user => $2::text, "
+    "p_role => $3::text)"
+)
+
+SET_RETENTION = (
+    "SELECT dbal.set_retention(p_kind => $4::text, p_keep => $5::interval, p_tenant => $1::text, "
+    "p_user => $2::text, p_role => $3::text)"
+)
+
 EXECUTION_STATS = (
     "SELECT total, success, failure, pending, timeout, success_rate, avg_ms AS average_ms, "
     "min_ms, max_ms, p50_ms, p95_ms, p99_ms, last_executed_at, last_status "
