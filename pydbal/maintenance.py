@@ -209,14 +209,19 @@ class Scheduler:
         self.last: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_error: str | None = None
+        self._idle: asyncio.Event | None = None
 
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop; a run in progress gets ``grace`` seconds to finish (its row complete)."""
         task, self._task = self._task, None
         if task is not None:
+            if self._idle is not None and not self._idle.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._idle.wait()), grace)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -236,7 +241,9 @@ class Scheduler:
         return row
 
     async def _loop(self) -> None:
+        self._idle = asyncio.Event()
         while True:
+            self._idle.clear()
             try:
                 await self.tick()
                 self._last_error = None
@@ -249,6 +256,8 @@ class Scheduler:
                         "maintenance run failed (retried every %.0f s): %s", self.interval, text
                     )
                 self._last_error = text
+            finally:
+                self._idle.set()
             await asyncio.sleep(self.interval)
 
 
