@@ -32,7 +32,8 @@ PRODUCERS = 16
 
 FLOOR_BATCH = """
 WITH items AS (
-    SELECT $1::text AS tenant_id, w AS workflow_id, s AS status, d AS duration_ms, e AS execution_id,
+    SELECT $1::text AS tenant_id, w AS workflow_id, s AS status, d AS duration_ms,
+           e AS execution_id,
            now() - make_interval(secs => d / 1000.0) AS started_at
       FROM unnest($2::uuid[], $3::text[], $4::float8[], $5::text[]) AS u(w, s, d, e)
 ), keys AS (
@@ -80,7 +81,7 @@ UPDATE dbal.workflows w SET execution_count = w.execution_count + c.n
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered)) - 1))]
 
 
 async def main(dsn: str, per_call_n: int, batched_n: int, batch: int) -> dict[str, Any]:
