@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -403,3 +404,167 @@ async def test_outage_beyond_bound_is_reported(
     report = await rec.close()
     assert [r.item.execution_id for r in report.failed] == ["x0", "x1", "x2"]
     assert len(failures) == 3 and all(r.failed and r.code is None for r in failures)
+
+
+# --- the batch is recording one by one -----------------------------------------------------------
+
+
+def _mixed_plan(
+    wf: list[Any], held: Any, locked: Any, lock: Any, stale: Any, hours: list[datetime]
+) -> list[tuple[Any, ...]]:
+    """(workflow, status, ms, execution id, token, started_at, error): every path of a batch."""
+    h = hours
+    ghost = uuid.UUID(int=7)  # a workflow of no tenant
+    return [
+        (wf[0], "success", 12.345, "a1", None, h[0], None),
+        (wf[1], "failure", 0.3, "a2", None, h[0], "boom"),
+        (wf[0], "success", 12.345, "a1", None, h[0], None),  # in-batch duplicate
+        (wf[0], "pending", None, "p1", None, h[1], "half"),  # pending ...
+        (wf[0], "pending", None, "p1", None, h[1], None),  # ... repeated: duplicate
+        (wf[2], "success", 3.0, "p1", None, h[1], None),  # other workflow: 409
+        (wf[0], "timeout", 1e5 / 7, "p1", None, h[1], "late"),  # ... completed in the batch
+        (wf[0], "success", 1.0, "p1", None, h[1], None),  # another final status: 409
+        (wf[0], "pending", None, "p1", None, h[1], None),  # a late pending: duplicate
+        (wf[1], "success", 7.77, "old-p", None, None, None),  # completes a pending of before
+        (wf[1], "failure", 2.5, "old-p2", None, None, "x"),  # ... whose hourly row is gone
+        (wf[2], "failure", 9.1, "old-f", None, None, None),  # recorded as success before: 409
+        (wf[2], "success", 9.1, "old-f", None, None, None),  # the same status: duplicate
+        (held, "success", 4.2, "s1", stale, h[2], None),  # stale token: refused (4233)
+        (held, "success", 4.2, "s1", lock, h[2], None),  # the holder's token: recorded
+        (held, "pending", None, "s2", lock, h[3], None),
+        (locked, "success", 1.5, "l1", None, h[2], None),  # locked by bob: 4231
+        (ghost, "success", 1.0, "g1", None, h[2], None),  # unknown workflow: 4041
+        (wf[0], "paused", 1.0, "bad1", None, h[2], None),  # unknown status: 422
+        (wf[0], "success", float("nan"), "bad2", None, h[2], None),  # NaN: 422
+        (wf[0], "success", None, "bad3", None, h[2], None),  # final without duration: 422
+        (wf[0], "success", -1.0, "bad4", None, h[2], None),  # negative: 422
+        (wf[0], "success", 1.0, "x" * 256, None, h[2], None),  # id too long: 422
+        (wf[0], "success", 1.0, "fut", None, h[-1] + timedelta(hours=2), None),  # future: 422
+        (wf[0], "success", 1.0, "fut", None, h[2], None),  # the same id, valid: recorded
+        (wf[0], "success", 0.0, "z0", None, h[2], None),  # bucket 0
+        *[
+            (wf[k % 3], ("success", "failure", "timeout")[k % 3], (k * 0.37) ** 1.5 + 0.1, f"m{k}",
+             None, h[k % len(h)], None)
+            for k in range(40)
+        ],
+        (wf[1], "pending", None, "q1", None, h[4], None),  # the workflow's latest run ...
+        (wf[1], "success", 8.0, "q1", None, h[4], None),  # ... completed: sets the status
+        (wf[2], "success", 5.0, "tie", None, h[4], None),
+        (wf[2], "failure", 5.0, "tie2", None, h[4], None),  # same started_at: the later wins
+    ]
+
+
+def _details(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else (value or {})
+
+
+async def test_batch_equals_one_by_one(app: pydbal.Database, db: Any, raw: Any) -> None:
+    """The same items, with the same history before, recorded one by one with record_execution
+    (tenant acme) and as one record_executions batch (tenant globex): the outcomes, every
+    counter, every roll-up row (histograms too), execution row, key and audit detail agree
+    exactly (floating-point sums and the running mean to the last bit)."""
+    from pydbal import queries as q
+    from pydbal.errors import from_postgres
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = [now - timedelta(hours=n, minutes=7 * n) for n in (30, 26, 5, 3, 1)]
+    setups = {}
+    for tenant in ("acme", "globex"):
+        scope = app.tenant(tenant, user_id="alice", role="admin")
+        wf = [(await scope.workflows.create(valid_definition(f"w{i}"))).id for i in range(3)]
+        held = (await scope.workflows.create(valid_definition("held"))).id
+        locked = (await scope.workflows.create(valid_definition("locked"))).id
+        bob = app.tenant(tenant, user_id="bob", role="admin")
+        assert await bob.workflows.acquire_lock(locked, timeout_ms=600000) is not None
+        stale = await scope.workflows.acquire_lock(held, timeout_ms=600000)
+        assert stale is not None
+        await scope.workflows.release_lock(held, stale)
+        lock = await scope.workflows.acquire_lock(held, timeout_ms=600000)
+        assert lock is not None
+        # the same history before the batch
+        await scope.workflows.record_execution(wf[1], "pending", None, "old-p", started_at=hours[0])
+        await scope.workflows.record_execution(wf[1], "pending", None, "old-p2", started_at=hours[2])
+        await scope.workflows.record_execution(wf[2], "success", 9.1, "old-f", started_at=hours[3])
+        await scope.workflows.record_execution(wf[0], "success", 2.2, "old-s", started_at=hours[4])
+        setups[tenant] = (wf, held, locked, lock.token, stale.token)
+        await raw.execute(
+            "DELETE FROM dbal.workflow_stats_hourly WHERE tenant_id = $1 AND hour = $2",
+            tenant,
+            datetime.fromtimestamp(hours[2].timestamp() // 3600 * 3600, UTC),
+        )
+
+    conn = await db.connect()
+
+    def plan_of(tenant: str) -> list[tuple[Any, ...]]:
+        wf, held, locked, token, stale = setups[tenant]
+        return _mixed_plan(wf, held, locked, token, stale, hours)
+
+    one_by_one: list[tuple[Any, ...]] = []
+    for wid, status, ms, eid, token, started, err in plan_of("acme"):
+        try:
+            row = await conn.fetchrow(
+                q.RECORD_EXECUTION, "acme", "alice", "admin", wid, status, ms, eid, token,
+                started, err,
+            )
+            one_by_one.append((row["execution_id"], row["outcome"], None, None, {}))
+        except asyncpg.PostgresError as exc:
+            mapped = from_postgres(exc)
+            assert mapped is not None, exc
+            one_by_one.append((eid, "refused", int(mapped.code), mapped.message, mapped.details))
+
+    plan = plan_of("globex")
+    rows = await conn.fetch(
+        q.RECORD_EXECUTIONS, "globex", "alice", "admin",
+        *[list(col) for col in zip(*plan, strict=True)],
+    )
+    assert [r["ord"] for r in rows] == list(range(1, len(plan) + 1))
+    batch = [
+        (r["execution_id"], r["outcome"], r["code"], r["message"], _details(r["details"]))
+        for r in rows
+    ]
+
+    # the same workflow ids in both tenants' results
+    names = {}
+    for tenant in ("acme", "globex"):
+        wf, held, locked, _, _ = setups[tenant]
+        names.update({str(w): f"wf{i}" for i, w in enumerate(wf)})
+        names.update({str(held): "held", str(locked): "locked"})
+
+    def norm(value: Any) -> Any:
+        if isinstance(value, dict):  # when bob took his lock differs between the tenants
+            return {k: "<when>" if k == "locked_at" else norm(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(norm(v) for v in value)
+        if isinstance(value, uuid.UUID | str) and str(value) in names:
+            return names[str(value)]
+        if isinstance(value, str) and value.startswith("{"):
+            return norm(json.loads(value))
+        return value
+
+    assert norm(batch) == norm(one_by_one)
+    outcomes = [b[1] for b in batch]
+    assert outcomes.count("completed") == 4 and outcomes.count("duplicate") == 4
+    assert {b[2] for b in batch} == {None, 409, 422, 4041, 4231, 4233}
+
+    queries = {
+        "workflows": "SELECT id, execution_count, finished_execution_count, average_execution_time,"
+        " last_executed_at, last_execution_status, version, updated_at IS NOT NULL"
+        " FROM dbal.workflows WHERE tenant_id = $1 ORDER BY name",
+        "hourly": "SELECT workflow_id, hour, success, failure, pending, timeout, finished, sum_ms,"
+        " min_ms, max_ms, hist FROM dbal.workflow_stats_hourly WHERE tenant_id = $1",
+        "daily": "SELECT workflow_id, day, success, failure, pending, timeout, finished, sum_ms,"
+        " min_ms, max_ms, hist FROM dbal.workflow_stats_daily WHERE tenant_id = $1",
+        "executions": "SELECT workflow_id, execution_id, status, duration_ms, started_at,"
+        " finished_at, executed_by, error FROM dbal.workflow_executions WHERE tenant_id = $1",
+        "keys": "SELECT workflow_id, execution_id, started_at, status FROM dbal.execution_keys"
+        " WHERE tenant_id = $1",
+        "audit": "SELECT workflow_id, user_id, user_role, details FROM dbal.audit_log"
+        " WHERE tenant_id = $1 AND operation = 'execution' ORDER BY id",
+    }
+    for name, sql in queries.items():
+        got = {}
+        for tenant in ("acme", "globex"):
+            result = [norm(tuple(r)) for r in await raw.fetch(sql, tenant)]
+            got[tenant] = result if name in ("workflows", "audit") else sorted(result, key=repr)
+        assert got["globex"] == got["acme"], name
+        assert got["acme"], name
