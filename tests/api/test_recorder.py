@@ -443,8 +443,15 @@ def _mixed_plan(
         (wf[0], "success", 1.0, "fut", None, h[2], None),  # the same id, valid: recorded
         (wf[0], "success", 0.0, "z0", None, h[2], None),  # bucket 0
         *[
-            (wf[k % 3], ("success", "failure", "timeout")[k % 3], (k * 0.37) ** 1.5 + 0.1, f"m{k}",
-             None, h[k % len(h)], None)
+            (
+                wf[k % 3],
+                ("success", "failure", "timeout")[k % 3],
+                (k * 0.37) ** 1.5 + 0.1,
+                f"m{k}",
+                None,
+                h[k % len(h)],
+                None,
+            )
             for k in range(40)
         ],
         (wf[1], "pending", None, "q1", None, h[4], None),  # the workflow's latest run ...
@@ -483,7 +490,9 @@ async def test_batch_equals_one_by_one(app: pydbal.Database, db: Any, raw: Any) 
         assert lock is not None
         # the same history before the batch
         await scope.workflows.record_execution(wf[1], "pending", None, "old-p", started_at=hours[0])
-        await scope.workflows.record_execution(wf[1], "pending", None, "old-p2", started_at=hours[2])
+        await scope.workflows.record_execution(
+            wf[1], "pending", None, "old-p2", started_at=hours[2]
+        )
         await scope.workflows.record_execution(wf[2], "success", 9.1, "old-f", started_at=hours[3])
         await scope.workflows.record_execution(wf[0], "success", 2.2, "old-s", started_at=hours[4])
         setups[tenant] = (wf, held, locked, lock.token, stale.token)
@@ -503,8 +512,17 @@ async def test_batch_equals_one_by_one(app: pydbal.Database, db: Any, raw: Any) 
     for wid, status, ms, eid, token, started, err in plan_of("acme"):
         try:
             row = await conn.fetchrow(
-                q.RECORD_EXECUTION, "acme", "alice", "admin", wid, status, ms, eid, token,
-                started, err,
+                q.RECORD_EXECUTION,
+                "acme",
+                "alice",
+                "admin",
+                wid,
+                status,
+                ms,
+                eid,
+                token,
+                started,
+                err,
             )
             one_by_one.append((row["execution_id"], row["outcome"], None, None, {}))
         except asyncpg.PostgresError as exc:
@@ -514,7 +532,10 @@ async def test_batch_equals_one_by_one(app: pydbal.Database, db: Any, raw: Any) 
 
     plan = plan_of("globex")
     rows = await conn.fetch(
-        q.RECORD_EXECUTIONS, "globex", "alice", "admin",
+        q.RECORD_EXECUTIONS,
+        "globex",
+        "alice",
+        "admin",
         *[list(col) for col in zip(*plan, strict=True)],
     )
     assert [r["ord"] for r in rows] == list(range(1, len(plan) + 1))
