@@ -330,7 +330,7 @@ class RedisWarm:
                 delay = min(delay * 2, self.retry_max)
             finally:
                 with contextlib.suppress(Exception):
-                    await ps.aclose()  # type: ignore[no-untyped-call]
+                    await ps.aclose()
 
     def _handle(self, data: Any) -> None:
         try:

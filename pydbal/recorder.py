@@ -7,11 +7,18 @@ Failure behaviour first:
   waiting it still keeps the item (nothing is ever dropped) and returns an awaitable that
   completes once there is room again: producers write ``await rec.record(...)``, which costs
   nothing while there is room.
-- A background writer sends, per scope (tenant, user, role), up to ``batch_size`` items as ONE
-  statement (``dbal.record_executions``, sql/43_record_batch.sql) as soon as a batch is full or
-  its oldest item waited ``max_delay`` seconds. Every item goes through the same
-  ``dbal.record_one`` as ``record_execution``: idempotent per execution id, a ``pending`` run
-  completed once, fencing per item, counters and roll-ups in the same transaction.
+- A background writer sends, per scope (tenant, user, role) and lane, up to ``batch_size``
+  items as ONE statement (``dbal.record_executions``, sql/43_record_batch.sql) as soon as a
+  batch is full or its oldest item waited ``max_delay`` seconds. Every item has the guarantees
+  of ``record_execution`` (the batch's result is that of recording its items one by one):
+  idempotent per execution id, a ``pending`` run completed once, fencing per item, counters and
+  roll-ups in the same transaction.
+- Lanes: a scope's items are split by workflow into ``concurrency`` lanes, one batch in flight
+  per lane, so concurrent batches of one tenant never lock the same workflow and run in
+  parallel instead of waiting for each other. Items of one workflow keep their order (one
+  lane); items of different workflows are independent, except an execution id reused for
+  another workflow, whose refusal (409) then depends on which lane commits first, as with
+  concurrent ``record_execution`` calls.
 - A refused item (stale lock token, locked by another user, unknown workflow, conflicting
   status, bad input) refuses only itself; it is reported by ``flush()`` and to ``on_error``.
 - A lost connection, a server restart or an overload is retried with exponential backoff for
@@ -132,7 +139,7 @@ class Admission:
 
 
 ErrorHook = Callable[[Refused], Awaitable[None] | None]
-_Key = tuple[str, str, str]
+_Key = tuple[str, str, str, int]  # tenant, user, role, lane
 
 
 class _Scope:
@@ -183,6 +190,7 @@ class Recorder:
         self.max_queue = max_queue
         self.retry_for = retry_for
         self.concurrency = concurrency
+        self._lanes = concurrency
         self.keep_results = keep_results
         self._on_error = on_error
         self._scopes: dict[_Key, _Scope] = {}
@@ -249,7 +257,7 @@ class Recorder:
         return Admission(item.execution_id, None)
 
     def _enqueue(self, item: Item) -> None:
-        key = (item.tenant_id, item.user_id, item.role)
+        key = (item.tenant_id, item.user_id, item.role, item.workflow_id.int % self._lanes)
         scope = self._scopes.get(key)
         if scope is None:
             scope = self._scopes[key] = _Scope()
@@ -343,9 +351,10 @@ class Recorder:
             self._wake.clear()
             now = time.monotonic()
             next_due: float | None = None
-            for key, scope in self._scopes.items():
-                if scope.inflight_first or not scope.items:
-                    continue
+            # the scope (lane) waiting longest first, so no lane starves the others
+            ready = [kv for kv in self._scopes.items() if kv[1].items and not kv[1].inflight_first]
+            ready.sort(key=lambda kv: kv[1].oldest)
+            for key, scope in ready:
                 due = scope.oldest + self.max_delay
                 if len(scope.items) >= self.batch_size or self._urgent or due <= now:
                     if len(self._inflight) >= self.concurrency:
@@ -396,6 +405,9 @@ class Recorder:
         scope.inflight_first = 0
         self._size -= len(items)
         self._admit_waiting()
+        # This batch no longer counts against ``concurrency`` (the done callback would run only
+        # after the dispatcher's next pass, which would then launch one batch too few).
+        self._inflight.discard(cast("asyncio.Task[None]", asyncio.current_task()))
         self._wake.set()
         async with self._changed:
             self._changed.notify_all()
@@ -408,7 +420,7 @@ class Recorder:
 
     async def _send(self, key: _Key, items: Sequence[Item]) -> list[Stored | Refused]:
         args = (
-            *key,
+            *key[:3],
             [i.workflow_id for i in items],
             [i.status for i in items],
             [i.execution_time_ms for i in items],
