@@ -8,8 +8,10 @@
 SET LOCAL ROLE @owner_role@;
 
 -- record_one(tenant, workflow, status, duration_ms, execution_id, token, started_at, error):
--- the one place where an execution is recorded; record_execution (one item) and
--- record_executions (a batch, sql/43_record_batch.sql) both call it. Internal: executable by no
+-- records one execution; record_execution calls it. record_executions (a batch,
+-- sql/43_record_batch.sql) implements the same rules set-based, with the same outcomes, rows,
+-- counters and roll-ups as calling this for each item in order (tests/api/test_recorder.py
+-- checks they agree: change both together). Internal: executable by no
 -- one but the owner; the caller has set the request context (dbal.enter) and checked that it has
 -- a user and a role. Returns the execution id and an outcome:
 --   'recorded'   a new execution: row inserted, counters and roll-up updated;
