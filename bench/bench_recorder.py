@@ -25,58 +25,11 @@ from typing import Any
 import asyncpg
 
 import pydbal
+from bench.floor import FLOOR_BATCH
 from pydbal.migrate import migrate
 from pydbal.server import dsn_with
 
 PRODUCERS = 16
-
-FLOOR_BATCH = """
-WITH items AS (
-    SELECT $1::text AS tenant_id, w AS workflow_id, s AS status, d AS duration_ms,
-           e AS execution_id,
-           now() - make_interval(secs => d / 1000.0) AS started_at
-      FROM unnest($2::uuid[], $3::text[], $4::float8[], $5::text[]) AS u(w, s, d, e)
-), keys AS (
-    INSERT INTO dbal.execution_keys (tenant_id, execution_id, workflow_id, started_at, status)
-    SELECT tenant_id, execution_id, workflow_id, started_at, status FROM items
-    ON CONFLICT DO NOTHING RETURNING execution_id
-), rows AS (
-    INSERT INTO dbal.workflow_executions (tenant_id, workflow_id, execution_id, status,
-        duration_ms, started_at, finished_at, executed_by)
-    SELECT i.tenant_id, i.workflow_id, i.execution_id, i.status, i.duration_ms, i.started_at,
-           i.started_at + make_interval(secs => i.duration_ms / 1000.0), 'bench'
-      FROM items i JOIN keys k USING (execution_id)
-    RETURNING workflow_id, started_at, duration_ms, status
-), g AS (
-    SELECT workflow_id, date_trunc('hour', started_at, 'UTC') AS hour,
-           date_trunc('day', started_at, 'UTC') AS day,
-           count(*) FILTER (WHERE status = 'success') AS success, count(*) AS n,
-           sum(duration_ms) AS sum_ms, min(duration_ms) AS min_ms, max(duration_ms) AS max_ms
-      FROM rows GROUP BY 1, 2, 3
-), h AS (
-    INSERT INTO dbal.workflow_stats_hourly AS s (tenant_id, workflow_id, hour, success, finished,
-        sum_ms, min_ms, max_ms)
-    SELECT $1, workflow_id, hour, success, n, sum_ms, min_ms, max_ms FROM g
-    ON CONFLICT (tenant_id, workflow_id, hour) DO UPDATE SET
-        success = s.success + excluded.success, finished = s.finished + excluded.finished,
-        sum_ms = s.sum_ms + excluded.sum_ms, min_ms = least(s.min_ms, excluded.min_ms),
-        max_ms = greatest(s.max_ms, excluded.max_ms)
-    RETURNING 1
-), dd AS (
-    INSERT INTO dbal.workflow_stats_daily AS s (tenant_id, workflow_id, day, success, finished,
-        sum_ms, min_ms, max_ms)
-    SELECT $1, workflow_id, day, sum(success), sum(n), sum(sum_ms), min(min_ms), max(max_ms)
-      FROM g GROUP BY workflow_id, day
-    ON CONFLICT (tenant_id, workflow_id, day) DO UPDATE SET
-        success = s.success + excluded.success, finished = s.finished + excluded.finished,
-        sum_ms = s.sum_ms + excluded.sum_ms, min_ms = least(s.min_ms, excluded.min_ms),
-        max_ms = greatest(s.max_ms, excluded.max_ms)
-    RETURNING 1
-)
-UPDATE dbal.workflows w SET execution_count = w.execution_count + c.n
-  FROM (SELECT workflow_id, sum(n) AS n FROM g GROUP BY 1) c
- WHERE w.tenant_id = $1 AND w.id = c.workflow_id
-"""
 
 
 def pct(values: list[float], p: float) -> float:
