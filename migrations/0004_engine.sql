@@ -533,11 +533,23 @@ BEGIN
                max(ev.d) FILTER (WHERE ev.st <> 'pending') AS max_ms,
                array_agg(dbal.duration_bucket(ev.d)) FILTER (WHERE ev.st <> 'pending') AS buckets
           FROM ev GROUP BY 1, 2
-    -- The two upserts differ only in table and period column; keep them in step. A new row is
-    -- made by its first event, so its pending count starts at greatest(first, 0) like
-    -- rollup_add's; sums are folded from the row's sum in event order.
-    ), uh AS (
-        INSERT INTO dbal.workflow_stats_hourly AS s
+    -- Roll-ups: the rows that exist (in this statement's snapshot) are updated, the others
+    -- inserted; no other transaction can insert them meanwhile, since every writer of a
+    -- workflow's roll-ups holds its row lock, as this one does. The two tables' statements
+    -- differ only in table and period column; keep them in step. A new row is made by its first
+    -- event, so its pending count starts at greatest(first, 0) like rollup_add's; sums are
+    -- folded from the row's sum in event order.
+    ), uh_old AS (
+        UPDATE dbal.workflow_stats_hourly s
+           SET success = s.success + h.success, failure = s.failure + h.failure,
+               pending = s.pending + h.dpending, timeout = s.timeout + h.timeout,
+               finished = s.finished + h.finished, sum_ms = dbal.fold_sum(s.sum_ms, h.ds),
+               min_ms = least(s.min_ms, h.min_ms), max_ms = greatest(s.max_ms, h.max_ms),
+               hist = dbal.hist_add(s.hist, h.buckets)
+          FROM hourly h
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf AND s.hour = h.period
+    ), uh_new AS (
+        INSERT INTO dbal.workflow_stats_hourly
                (tenant_id, workflow_id, hour, success, failure, pending, timeout, finished,
                 sum_ms, min_ms, max_ms, hist)
         SELECT v_tenant, h.wf, h.period, h.success, h.failure,
@@ -545,18 +557,20 @@ BEGIN
                h.finished, dbal.fold_sum(0, h.ds), h.min_ms, h.max_ms,
                dbal.hist_add(array_fill(0, ARRAY[240]), h.buckets)
           FROM hourly h
-        ON CONFLICT (tenant_id, workflow_id, hour) DO UPDATE SET
-            success = s.success + excluded.success, failure = s.failure + excluded.failure,
-            pending = s.pending + (SELECT h.dpending FROM hourly h
-                                    WHERE h.wf = excluded.workflow_id AND h.period = excluded.hour),
-            timeout = s.timeout + excluded.timeout, finished = s.finished + excluded.finished,
-            sum_ms = dbal.fold_sum(s.sum_ms, (SELECT h.ds FROM hourly h
-                                    WHERE h.wf = excluded.workflow_id AND h.period = excluded.hour)),
-            min_ms = least(s.min_ms, excluded.min_ms), max_ms = greatest(s.max_ms, excluded.max_ms),
-            hist = dbal.hist_add(s.hist, (SELECT h.buckets FROM hourly h
-                                    WHERE h.wf = excluded.workflow_id AND h.period = excluded.hour))
-    ), ud AS (
-        INSERT INTO dbal.workflow_stats_daily AS s
+         WHERE NOT EXISTS (SELECT FROM dbal.workflow_stats_hourly s
+                            WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf
+                              AND s.hour = h.period)
+    ), ud_old AS (
+        UPDATE dbal.workflow_stats_daily s
+           SET success = s.success + h.success, failure = s.failure + h.failure,
+               pending = s.pending + h.dpending, timeout = s.timeout + h.timeout,
+               finished = s.finished + h.finished, sum_ms = dbal.fold_sum(s.sum_ms, h.ds),
+               min_ms = least(s.min_ms, h.min_ms), max_ms = greatest(s.max_ms, h.max_ms),
+               hist = dbal.hist_add(s.hist, h.buckets)
+          FROM daily h
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf AND s.day = h.period
+    ), ud_new AS (
+        INSERT INTO dbal.workflow_stats_daily
                (tenant_id, workflow_id, day, success, failure, pending, timeout, finished,
                 sum_ms, min_ms, max_ms, hist)
         SELECT v_tenant, h.wf, h.period, h.success, h.failure,
@@ -564,37 +578,34 @@ BEGIN
                h.finished, dbal.fold_sum(0, h.ds), h.min_ms, h.max_ms,
                dbal.hist_add(array_fill(0, ARRAY[240]), h.buckets)
           FROM daily h
-        ON CONFLICT (tenant_id, workflow_id, day) DO UPDATE SET
-            success = s.success + excluded.success, failure = s.failure + excluded.failure,
-            pending = s.pending + (SELECT h.dpending FROM daily h
-                                    WHERE h.wf = excluded.workflow_id AND h.period = excluded.day),
-            timeout = s.timeout + excluded.timeout, finished = s.finished + excluded.finished,
-            sum_ms = dbal.fold_sum(s.sum_ms, (SELECT h.ds FROM daily h
-                                    WHERE h.wf = excluded.workflow_id AND h.period = excluded.day)),
-            min_ms = least(s.min_ms, excluded.min_ms), max_ms = greatest(s.max_ms, excluded.max_ms),
-            hist = dbal.hist_add(s.hist, (SELECT h.buckets FROM daily h
-                                    WHERE h.wf = excluded.workflow_id AND h.period = excluded.day))
+         WHERE NOT EXISTS (SELECT FROM dbal.workflow_stats_daily s
+                            WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf
+                              AND s.day = h.period)
+    ), wl AS (  -- the batch's workflows' last run before the batch
+        SELECT w.id, w.last_executed_at
+          FROM dbal.workflows w
+         WHERE w.tenant_id = v_tenant AND w.id IN (SELECT DISTINCT ev.wf FROM ev)
     ), fire AS (
         -- last_executed_at/last_execution_status, event by event as record_one sets them: a new
         -- run sets both when it started at or after the last one; a completion sets the status
-        -- when its run is the last one.
-        SELECT ev.wf, ev.i, ev.st, ev.completion, ev.at,
-               greatest(w.last_executed_at,
-                        max(ev.at) FILTER (WHERE NOT ev.completion)
-                            OVER (PARTITION BY ev.wf ORDER BY ev.i
-                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) AS last_before
-          FROM ev JOIN dbal.workflows w ON w.tenant_id = v_tenant AND w.id = ev.wf
+        -- when its run is the last one. The last event that sets it gives the status.
+        SELECT DISTINCT ON (f.wf) f.wf, f.st
+          FROM (SELECT ev.wf, ev.i, ev.st, ev.completion, ev.at,
+                       greatest(wl.last_executed_at,
+                                max(ev.at) FILTER (WHERE NOT ev.completion)
+                                    OVER (PARTITION BY ev.wf ORDER BY ev.i
+                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
+                           AS last_before
+                  FROM ev JOIN wl ON wl.id = ev.wf) f
+         WHERE CASE WHEN f.completion THEN f.last_before = f.at
+                    ELSE f.last_before IS NULL OR f.at >= f.last_before END
+         ORDER BY f.wf, f.i DESC
     ), counters AS (
         SELECT ev.wf,
                count(*) FILTER (WHERE NOT ev.completion) AS runs,
                count(*) FILTER (WHERE ev.st <> 'pending') AS finished,
                array_agg(ev.d ORDER BY ev.i) FILTER (WHERE ev.st <> 'pending') AS ds,
-               max(ev.at) FILTER (WHERE NOT ev.completion) AS last_at,
-               (SELECT f.st FROM fire f
-                 WHERE f.wf = ev.wf
-                   AND CASE WHEN f.completion THEN f.last_before = f.at
-                            ELSE f.last_before IS NULL OR f.at >= f.last_before END
-                 ORDER BY f.i DESC LIMIT 1) AS last_status
+               max(ev.at) FILTER (WHERE NOT ev.completion) AS last_at
           FROM ev GROUP BY ev.wf
     ), uw AS (
         UPDATE dbal.workflows w
@@ -603,8 +614,8 @@ BEGIN
                average_execution_time = dbal.fold_mean(w.average_execution_time,
                                                        w.finished_execution_count, c.ds),
                last_executed_at = greatest(w.last_executed_at, c.last_at),
-               last_execution_status = coalesce(c.last_status, w.last_execution_status)
-          FROM counters c
+               last_execution_status = coalesce(f.st, w.last_execution_status)
+          FROM counters c LEFT JOIN fire f ON f.wf = c.wf
          WHERE w.tenant_id = v_tenant AND w.id = c.wf
     ), au AS (
         INSERT INTO dbal.audit_log (tenant_id, user_id, user_role, operation, workflow_id, details)
