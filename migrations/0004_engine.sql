@@ -288,8 +288,8 @@ $$;
 -- 'refused') and, for 'refused', code, message and details (those record_execution raises, see
 -- record_one). Arrays must have the same length, at most 10000 (else VALIDATION_ERROR 422 for
 -- the whole call); NULL elements mean what NULL arguments of record_execution mean. FORBIDDEN
--- (403) without a user and role. A key deleted (retention) between the two steps below raises
--- a serialization failure (40001), which the recorder retries.
+-- (403) without a user and role. A key or roll-up row deleted by retention while the batch is
+-- being recorded raises a serialization failure (40001), which the recorder retries.
 CREATE FUNCTION dbal.record_executions(
         p_tenant text, p_user text, p_role text,
         p_workflows uuid[],
@@ -335,6 +335,7 @@ DECLARE
     c_statuses text[];
     c_durations double precision[];
     c_errors text[];
+    v_rolled_up boolean;  -- every (workflow, hour) and (workflow, day) row updated or inserted
 BEGIN
     IF v_role IS NULL OR v_user IS NULL THEN
         PERFORM dbal.raise_error(403, 'a user and a role are required to record an execution');
@@ -535,7 +536,8 @@ BEGIN
           FROM ev GROUP BY 1, 2
     -- Roll-ups: the rows that exist (in this statement's snapshot) are updated, the others
     -- inserted; no other transaction can insert them meanwhile, since every writer of a
-    -- workflow's roll-ups holds its row lock, as this one does. The two tables' statements
+    -- workflow's roll-ups holds its row lock, as this one does. Retention may delete an old
+    -- row meanwhile: then neither statement writes it, and the batch is retried (rolled_up). The two tables' statements
     -- differ only in table and period column; keep them in step. A new row is made by its first
     -- event, so its pending count starts at greatest(first, 0) like rollup_add's; sums are
     -- folded from the row's sum in event order.
@@ -548,6 +550,7 @@ BEGIN
                hist = dbal.hist_add(s.hist, h.buckets)
           FROM hourly h
          WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf AND s.hour = h.period
+        RETURNING 1
     ), uh_new AS (
         INSERT INTO dbal.workflow_stats_hourly
                (tenant_id, workflow_id, hour, success, failure, pending, timeout, finished,
@@ -560,6 +563,7 @@ BEGIN
          WHERE NOT EXISTS (SELECT FROM dbal.workflow_stats_hourly s
                             WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf
                               AND s.hour = h.period)
+        RETURNING 1
     ), ud_old AS (
         UPDATE dbal.workflow_stats_daily s
            SET success = s.success + h.success, failure = s.failure + h.failure,
@@ -569,6 +573,7 @@ BEGIN
                hist = dbal.hist_add(s.hist, h.buckets)
           FROM daily h
          WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf AND s.day = h.period
+        RETURNING 1
     ), ud_new AS (
         INSERT INTO dbal.workflow_stats_daily
                (tenant_id, workflow_id, day, success, failure, pending, timeout, finished,
@@ -581,6 +586,7 @@ BEGIN
          WHERE NOT EXISTS (SELECT FROM dbal.workflow_stats_daily s
                             WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf
                               AND s.day = h.period)
+        RETURNING 1
     ), wl AS (  -- the batch's workflows' last run before the batch
         SELECT w.id, w.last_executed_at
           FROM dbal.workflows w
@@ -655,10 +661,18 @@ BEGIN
            (SELECT array_agg(res.code ORDER BY res.i) FROM res),
            (SELECT array_agg(res.message ORDER BY res.i) FROM res),
            (SELECT array_agg(res.details ORDER BY res.i) FROM res),
-           late.ids, late.started, late.statuses, late.durations, late.errors
+           late.ids, late.started, late.statuses, late.durations, late.errors,
+           (SELECT count(*) FROM uh_old) + (SELECT count(*) FROM uh_new)
+               = (SELECT count(*) FROM hourly)
+           AND (SELECT count(*) FROM ud_old) + (SELECT count(*) FROM ud_new)
+               = (SELECT count(*) FROM daily)
       INTO v_outcomes, v_codes, v_messages, v_details,
-           c_ids, c_started, c_statuses, c_durations, c_errors
+           c_ids, c_started, c_statuses, c_durations, c_errors, v_rolled_up
       FROM late;
+    IF NOT v_rolled_up THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = 'a roll-up row was deleted while the batch was being recorded';
+    END IF;
 
     -- 5. Completions of executions recorded as pending before this batch: their row (found by
     --    its key's started_at, so only its partition is touched).
