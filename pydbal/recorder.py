@@ -190,7 +190,6 @@ class Recorder:
         self.max_queue = max_queue
         self.retry_for = retry_for
         self.concurrency = concurrency
-        self._lanes = concurrency
         self.keep_results = keep_results
         self._on_error = on_error
         self._scopes: dict[_Key, _Scope] = {}
@@ -257,7 +256,7 @@ class Recorder:
         return Admission(item.execution_id, None)
 
     def _enqueue(self, item: Item) -> None:
-        key = (item.tenant_id, item.user_id, item.role, item.workflow_id.int % self._lanes)
+        key = (item.tenant_id, item.user_id, item.role, item.workflow_id.int % self.concurrency)
         scope = self._scopes.get(key)
         if scope is None:
             scope = self._scopes[key] = _Scope()
