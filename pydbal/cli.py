@@ -48,25 +48,34 @@ def add_migrate_parser(subparsers: _SubParsers) -> None:
         metavar="SECONDS",
         help="wait at most this long for another runner's lock, then name it (default 60)",
     )
+    parser.add_argument(
+        "--no-schedule",
+        action="store_true",
+        help="do not register the maintenance job with pg_cron (done by default where installed)",
+    )
     parser.set_defaults(func=cmd_migrate)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from pydbal.maintenance import schedule_cron
     from pydbal.migrate import MigrationError, migrate
     from pydbal.server import EmbeddedServerUnavailable, resolve_dsn
 
+    async def body(dsn: str) -> tuple[list[str], str | None]:
+        applied = await migrate(
+            dsn,
+            mode=args.mode,
+            owner_role=args.owner_role,
+            app_role=args.app_role,
+            analyst_role=args.analyst_role,
+            lock_timeout=args.lock_timeout,
+        )
+        job = None if args.no_schedule else await schedule_cron(dsn)
+        return applied, job
+
     try:
         dsn = resolve_dsn(args.dsn)
-        applied = asyncio.run(
-            migrate(
-                dsn,
-                mode=args.mode,
-                owner_role=args.owner_role,
-                app_role=args.app_role,
-                analyst_role=args.analyst_role,
-                lock_timeout=args.lock_timeout,
-            )
-        )
+        applied, job = asyncio.run(body(dsn))
     except (MigrationError, EmbeddedServerUnavailable) as exc:
         print(f"pydbal migrate: {exc}", file=sys.stderr)
         return 1
@@ -74,6 +83,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print("applied: " + ", ".join(applied))
     else:
         print("up to date")
+    if job:
+        print(f"maintenance: pg_cron job {job} (every minute)")
+    elif not args.no_schedule:
+        print("maintenance: no pg_cron here; pydbal processes run it (connect(maintenance=True))")
     return 0
 
 
@@ -123,6 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- entry point -----------------------------------------------------------------------------
 
 from pydbal.cli_analysts import add_analysts_parser, add_sql_parser  # noqa: E402
+from pydbal.cli_maintenance import add_maintenance_parser, add_retention_parser  # noqa: E402
 from pydbal.cli_ops import add_locks_parser, add_partitions_parser, add_stats_parser  # noqa: E402
 from pydbal.cli_purge import add_purge_parser  # noqa: E402
 from pydbal.cli_workflows import (  # noqa: E402
@@ -141,6 +155,8 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
     add_stats_parser,
     add_partitions_parser,
     add_purge_parser,
+    add_maintenance_parser,
+    add_retention_parser,
     add_analysts_parser,
     add_sql_parser,
     add_demo_parser,

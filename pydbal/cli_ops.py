@@ -507,14 +507,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         info = await status(dsn)
         checks: list[Check] = []
         if info["schema_version"] is not None:
+            from pydbal.maintenance import cron_job, last_run
+
             conn = await asyncpg.connect(dsn)
             try:
                 checks = await self_check(conn)
+                info["last_maintenance"] = await last_run(conn)
             finally:
                 await conn.close()
+            info["cron_job"] = await cron_job(dsn)
         if args.json:
             info["self_check"] = [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
-            print(json.dumps(info, indent=2))
+            print(json.dumps(info, indent=2, default=str))
         else:
             print(f"schema version: {info['schema_version'] or '(not installed)'}")
             print(f"newest known:   {info['expected_version'] or '(none)'}")
@@ -523,6 +527,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             if info["edited"]:
                 print(f"EDITED after applying: {', '.join(info['edited'])}")
             print(f"pg_partman:     {'installed' if info['pg_partman'] else 'not installed'}")
+            if info["schema_version"] is not None:
+                from pydbal.cli_maintenance import print_maintenance_status
+
+                print_maintenance_status(info)
             if checks:
                 print_checks(checks)
         if info["edited"]:

@@ -26,7 +26,11 @@ from pydbal.models import ROLES
 from pydbal.server import is_embedded, resolve_dsn
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from pydbal.cache import Cache
+    from pydbal.maintenance import Scheduler
+    from pydbal.recorder import Recorder
     from pydbal.workflows import Workflows
 
 R = TypeVar("R")
@@ -81,6 +85,9 @@ class Database:
         self.embedded = embedded
         self.cache = cache
         self.limits = limits
+        self._recorder: Recorder | None = None
+        #: The in-process maintenance scheduler when this process runs one (see connect()).
+        self.scheduler: Scheduler | None = None
 
     # -- tenant scopes ------------------------------------------------------------------------
     def tenant(self, tenant_id: str, *, user_id: str, role: str = "user") -> Tenant:
@@ -122,12 +129,35 @@ class Database:
         except (asyncpg.PostgresError, asyncpg.DataError) as exc:
             raise translate(exc) from exc
 
+    # -- the batched recorder -----------------------------------------------------------------
+    def recorder(self, **options: Any) -> Recorder:
+        """A new batched execution recorder (``async with db.recorder(...) as rec``); options:
+        ``batch_size``, ``max_delay``, ``max_queue``, ``on_error``, ``retry_for``,
+        ``concurrency``, ``keep_results`` (see :mod:`pydbal.recorder`)."""
+        from pydbal.recorder import Recorder
+
+        return Recorder(self, **options)
+
+    @property
+    def shared_recorder(self) -> Recorder:
+        """The recorder of ``executing(..., record="batched")``: created on first use, results
+        not kept (refusals are logged), flushed and closed by :meth:`close`."""
+        if self._recorder is None:
+            self._recorder = self.recorder(keep_results=False)
+        return self._recorder
+
     # -- lifecycle ----------------------------------------------------------------------------
     def cache_stats(self) -> dict[str, dict[str, int]]:
         """Hits, misses and evictions per cache tier."""
         return self.cache.stats()
 
     async def close(self) -> None:
+        if self.scheduler is not None:
+            scheduler, self.scheduler = self.scheduler, None
+            await scheduler.stop()
+        if self._recorder is not None:
+            recorder, self._recorder = self._recorder, None
+            await recorder.close()
         await self.cache.close()
         await self._pool.close()
 
@@ -160,6 +190,18 @@ class Tenant:
     def ctx(self) -> tuple[str, str, str]:
         """The first three arguments of every entry point: tenant, user, role."""
         return (self.tenant_id, self.user_id, self.role)
+
+    async def retention(self) -> dict[str, timedelta]:
+        """This tenant's effective retention per kind (executions, stats_hourly, stats_daily,
+        audit): its own override, else the operator's default."""
+        rows = await self.db.fetch(q.RETENTION, *self.ctx)
+        return {r["kind"]: r["keep"] for r in rows}
+
+    async def set_retention(self, kind: str, keep: timedelta | None) -> timedelta:
+        """Set this tenant's retention of one kind (``None``: back to the default); returns the
+        effective value. Admin, god and supergod only (else FORBIDDEN), and not longer than the
+        default (FORBIDDEN) unless the login is an operator (superuser)."""
+        return await self.db.fetchval(q.SET_RETENTION, *self.ctx, kind, keep)  # type: ignore[no-any-return]
 
 
 async def _check_schema(dsn: str, embedded: bool, auto_migrate: bool | None) -> None:
@@ -198,6 +240,9 @@ async def _open(
     cache_options: dict[str, Any],
     limits: lim.Limits,
     pool_options: dict[str, Any],
+    maintenance: bool | None = None,
+    maintenance_dsn: str | None = None,
+    maintenance_interval: float = 15.0,
 ) -> Database:
     from pydbal.cache import Cache
 
@@ -218,6 +263,14 @@ async def _open(
     cache = Cache(redis, **cache_options)
     db = Database(pool, resolved, embedded=embedded, cache=cache, limits=limits)
     await cache.start(db)
+    run_maintenance = (
+        maintenance if maintenance is not None else (embedded or bool(maintenance_dsn))
+    )
+    if run_maintenance:
+        from pydbal.maintenance import Scheduler
+
+        db.scheduler = Scheduler(maintenance_dsn or resolved, interval=maintenance_interval)
+        db.scheduler.start()
     return db
 
 
@@ -251,6 +304,9 @@ def connect(
     auto_migrate: bool | None = None,
     cache: dict[str, Any] | None = None,
     limits: dict[str, int] | None = None,
+    maintenance: bool | None = None,
+    maintenance_dsn: str | None = None,
+    maintenance_interval: float = 15.0,
     **pool_options: Any,
 ) -> _Connecting:
     """Open pydbal's database.
@@ -275,4 +331,7 @@ def connect(
         cache_options=cache or {},
         limits=lim.DEFAULTS.configured(limits),
         pool_options=pool_options,
+        maintenance=maintenance,
+        maintenance_dsn=maintenance_dsn,
+        maintenance_interval=maintenance_interval,
     )

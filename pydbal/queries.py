@@ -134,6 +134,24 @@ RECORD_EXECUTION = (
     "p_tenant => $1::text, p_user => $2::text, p_role => $3::text)"
 )
 
+RECORD_EXECUTIONS = (
+    "SELECT ord, execution_id, outcome, code, message, details FROM dbal.record_executions("
+    "p_tenant => $1::text, p_user => $2::text, p_role => $3::text, p_workflows => $4::uuid[], "
+    "p_statuses => $5::text[], p_durations => $6::double precision[], "
+    "p_execution_ids => $7::text[], p_tokens => $8::bigint[], p_started_at => $9::timestamptz[], "
+    "p_errors => $10::text[])"
+)
+
+RETENTION = (
+    "SELECT kind, keep, source FROM dbal.retention(p_tenant => $1::text, p_user => $2::text, "
+    "p_role => $3::text)"
+)
+
+SET_RETENTION = (
+    "SELECT dbal.set_retention(p_kind => $4::text, p_keep => $5::interval, p_tenant => $1::text, "
+    "p_user => $2::text, p_role => $3::text)"
+)
+
 EXECUTION_STATS = (
     "SELECT total, success, failure, pending, timeout, success_rate, avg_ms AS average_ms, "
     "min_ms, max_ms, p50_ms, p95_ms, p99_ms, last_executed_at, last_status "

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -788,13 +788,23 @@ class Workflows:
 
     @contextlib.asynccontextmanager
     async def executing(
-        self, workflow_id: Any, *, timeout_ms: int = 30000, deadline_ms: int | None = None
+        self,
+        workflow_id: Any,
+        *,
+        timeout_ms: int = 30000,
+        deadline_ms: int | None = None,
+        record: Literal["sync", "batched"] = "sync",
     ) -> AsyncIterator[Run]:
         """The design's safe execution: lock (4042 disabled, 4243 not valid, 4231 held by
         someone), renew while the block runs, record success — or failure when it raises, or
         timeout when it raises TimeoutError or runs past ``deadline_ms`` (then the block is
         cancelled and TimeoutError raised) — with the measured duration, and always release.
-        ``timeout_ms`` is the lease, renewed every third of it."""
+        ``timeout_ms`` is the lease, renewed every third of it. ``record="batched"`` queues the
+        result on the database's shared recorder (``db.shared_recorder``) instead of awaiting a
+        round trip, and releases the lock after the recorder wrote it (so the token is still
+        current); ``run.recorded`` then stays None and the execution id is ``run.execution_id``."""
+        if record not in ("sync", "batched"):
+            raise DBALError(ErrorCode.VALIDATION_ERROR, "record must be 'sync' or 'batched'")
         wid = self._id(workflow_id)
         timeout_ms = self._lease(timeout_ms)
         if deadline_ms is not None:
@@ -839,31 +849,41 @@ class Workflows:
                 run.error = f"{type(exc).__name__}: {exc}"
                 renewer.cancel()
                 with contextlib.suppress(DBALError, asyncpg.PostgresError, OSError):
-                    run.recorded = await self.record_execution(
-                        wid,
-                        status,
-                        (time.perf_counter() - t0) * 1000,
-                        run.execution_id,
-                        run.lock,
-                        started,
-                        run.error,
-                    )
+                    await self._record_run(run, record, status, t0, started)
                 raise
             renewer.cancel()
-            run.recorded = await self.record_execution(
-                wid,
-                "success",
-                (time.perf_counter() - t0) * 1000,
-                run.execution_id,
-                run.lock,
-                started,
-            )
+            await self._record_run(run, record, "success", t0, started)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer
             with contextlib.suppress(DBALError):
                 await self.release_lock(wid, run.lock)
+
+    async def _record_run(
+        self, run: Run, record: str, status: str, t0: float, started: datetime
+    ) -> None:
+        elapsed = (time.perf_counter() - t0) * 1000
+        if record == "sync":
+            run.recorded = await self.record_execution(
+                run.workflow_id, status, elapsed, run.execution_id, run.lock, started, run.error
+            )
+            return
+        # Batched: queue it, then wait until the batch holding it is written, because the lock
+        # is released right after and a release before the write would make the token stale.
+        # The caller awaits one batch (at most max_delay + a round trip), not its own round trip.
+        recorder = self._scope.db.shared_recorder
+        await recorder.record(
+            self._scope,
+            run.workflow_id,
+            status,
+            elapsed,
+            execution_id=run.execution_id,
+            lock=run.lock,
+            started_at=started,
+            error=run.error,
+        )
+        await recorder.wait_written()
 
     # -- clone, export, import ----------------------------------------------------------------
     async def clone(
