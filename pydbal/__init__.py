@@ -8,6 +8,8 @@ async with pydbal.connect() as db:
 
 from pydbal.database import Database, SchemaOutdatedError, Tenant, connect
 from pydbal.errors import DBALError, ErrorCode
+from pydbal.health import Health
+from pydbal.instrument import DatabaseClosedError, TelemetryOptions
 from pydbal.models import (
     AuditEntry,
     CreateWorkflowInput,
@@ -38,15 +40,18 @@ __all__ = [
     "CreateWorkflowInput",
     "DBALError",
     "Database",
+    "DatabaseClosedError",
     "ErrorCode",
     "Execution",
     "ExecutionStats",
     "ExportBundle",
+    "Health",
     "Lock",
     "Page",
     "RecordedExecution",
     "SchemaOutdatedError",
     "Sort",
+    "TelemetryOptions",
     "Tenant",
     "UpdateWorkflowInput",
     "ValidationIssue",

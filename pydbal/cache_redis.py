@@ -195,6 +195,13 @@ class RedisWarm:
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
 
+    def background(self) -> dict[str, bool]:
+        """The pub/sub listener (when used) and whether it is alive."""
+        if not self.use_pubsub:
+            return {}
+        alive = self._listener is not None and not self._listener.done()
+        return {"redis_pubsub": alive}
+
     # -- keys ---------------------------------------------------------------------------------
     def _prefix(self, tenant: str) -> str:
         return f"pydbal:{{{self.namespace}:{quote(tenant, safe='')}}}"
@@ -330,7 +337,7 @@ class RedisWarm:
                 delay = min(delay * 2, self.retry_max)
             finally:
                 with contextlib.suppress(Exception):
-                    await ps.aclose()  # type: ignore[no-untyped-call]
+                    await ps.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed in redis 8
 
     def _handle(self, data: Any) -> None:
         try:
