@@ -108,6 +108,8 @@ class Database:
         self._waiting += 1
         try:
             conn = await pool.acquire()
+        except asyncpg.PostgresError as exc:  # raised by a new connection's init
+            raise translate(exc) from exc
         finally:
             self._waiting -= 1
         try:
@@ -132,6 +134,8 @@ class Database:
         self._waiting += 1
         try:
             conn = await self._pool.acquire()
+        except asyncpg.PostgresError as exc:
+            raise translate(exc) from exc
         finally:
             self._waiting -= 1
         try:
@@ -261,11 +265,15 @@ class Tenant:
         return (self.tenant_id, self.user_id, self.role)
 
 
-async def _check_schema(dsn: str, embedded: bool, auto_migrate: bool | None) -> None:
-    conn = await asyncpg.connect(dsn)
+async def _check_schema(
+    dsn: str, embedded: bool, auto_migrate: bool | None, statement_cache_size: int
+) -> None:
+    conn = await asyncpg.connect(dsn, statement_cache_size=statement_cache_size)
     try:
         exists = await conn.fetchval(q.LEDGER_EXISTS)
         version = await conn.fetchval(q.SCHEMA_VERSION) if exists else None
+    except asyncpg.PostgresError as exc:
+        raise translate(exc) from exc
     finally:
         await conn.close()
     expected = migrations.SCHEMA_VERSION
@@ -310,17 +318,20 @@ async def _open(
         statement_cache_size = 0
     resolved = resolve_dsn(dsn)
     embedded = is_embedded(resolved)
-    await _check_schema(resolved, embedded, auto_migrate)
-    pool = await asyncpg.create_pool(
-        resolved,
-        min_size=min_size,
-        max_size=max_size,
-        command_timeout=command_timeout,
-        statement_cache_size=statement_cache_size,
-        init=_init_connection,
-        reset=_reset_connection,
-        **pool_options,
-    )
+    await _check_schema(resolved, embedded, auto_migrate, statement_cache_size)
+    try:
+        pool = await asyncpg.create_pool(
+            resolved,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size,
+            init=_init_connection,
+            reset=_reset_connection,
+            **pool_options,
+        )
+    except asyncpg.PostgresError as exc:
+        raise translate(exc) from exc
     redis = redis_url if redis_url is not None else os.environ.get("PYDBAL_REDIS_URL")
     cache = Cache(redis, **cache_options)
     db = Database(pool, resolved, embedded=embedded, cache=cache)
