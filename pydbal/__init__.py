@@ -25,6 +25,7 @@ from pydbal.models import (
     WorkflowFilter,
     WorkflowVersion,
 )
+from pydbal.sync import SyncDatabase, SyncTenant, connect_sync
 from pydbal.validation import (
     VALIDATOR_VERSION,
     ValidationIssue,
@@ -51,6 +52,8 @@ __all__ = [
     "RecordedExecution",
     "SchemaOutdatedError",
     "Sort",
+    "SyncDatabase",
+    "SyncTenant",
     "TelemetryOptions",
     "Tenant",
     "UpdateWorkflowInput",
@@ -61,5 +64,6 @@ __all__ = [
     "WorkflowVersion",
     "__version__",
     "connect",
+    "connect_sync",
     "validate_definition",
 ]
