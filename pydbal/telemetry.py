@@ -52,6 +52,10 @@ if TYPE_CHECKING:
     from pydbal.database import Database
 
 _SCOPE = "pydbal"
+DURATION_BUCKETS = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+]  # fmt: skip
 
 
 def _version() -> str:
@@ -85,7 +89,11 @@ class Telemetry:
         self._tracer = trace.get_tracer(_SCOPE, _version(), tracer_provider=options.tracer_provider)
         self._meter = metrics.get_meter(_SCOPE, _version(), meter_provider=options.meter_provider)
         self._duration = self._meter.create_histogram(
-            "pydbal.operation.duration", unit="s", description="Duration of pydbal operations"
+            "pydbal.operation.duration",
+            unit="s",
+            description="Duration of pydbal operations",
+            # seconds: the SDK's default buckets (0 … 10 000) suit milliseconds
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self._counters: dict[str, Counter] = {}
         self._gauges: set[str] = set()

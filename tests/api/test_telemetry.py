@@ -218,6 +218,7 @@ async def test_metrics_latency_cache_pool_and_hooks(db: Any, otel: Otel) -> None
         for p in m["pydbal.operation.duration"]
     }
     assert durations[("get", "ok")] == 2
+    assert list(m["pydbal.operation.duration"][0].explicit_bounds)[:2] == [0.0001, 0.00025]
     assert durations[("create", "ok")] == 1
     assert durations[("create", "error")] == 1
     error_point = next(
