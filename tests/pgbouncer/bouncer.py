@@ -63,10 +63,12 @@ class PgBouncer:
             f"default_pool_size = {self.pool_size}",
             "max_client_conn = 500",
             "server_login_retry = 1",
+            "server_connect_timeout = 5",
+            "query_wait_timeout = 20",  # a broken set-up fails a test, never hangs it
             "ignore_startup_parameters = extra_float_digits",
         ]
         if os.geteuid() == 0:  # pgbouncer refuses to run as root: it switches to this user
-            lines.append(f"user = {_unprivileged_user()}")
+            lines.append(f"user = {_unprivileged_user(host)}")
             self.dir.chmod(0o755)
         (self.dir / "users.txt").write_text("".join(f'"{u}" ""\n' for u in self.logins))
         (self.dir / "pgbouncer.ini").write_text("\n".join(lines) + "\n")
@@ -113,7 +115,14 @@ class PgBouncer:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
 
-def _unprivileged_user() -> str:
+def _unprivileged_user(host: str) -> str:
+    """An OS user pgbouncer may switch to: the owner of the server's socket directory when it
+    listens on one (the embedded server runs as its own user), else postgres or nobody."""
+    if host.startswith("/"):
+        with contextlib.suppress(OSError, KeyError):
+            owner = pwd.getpwuid(os.stat(host).st_uid).pw_name
+            if owner != "root":
+                return owner
     for name in ("postgres", "embedded_postgres", "nobody"):
         with contextlib.suppress(KeyError):
             pwd.getpwnam(name)
