@@ -95,10 +95,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def add_status_parser(subparsers: _SubParsers) -> None:
     parser = subparsers.add_parser(
-        "status", help="migrations, pg_partman and a security self-check"
+        "status",
+        help="migrations, pg_partman, a security self-check and health (exit 0 healthy, "
+        "1 degraded, 2 unreachable)",
     )
     _add_dsn_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--redis", help="Redis URL to check (default: $PYDBAL_REDIS_URL)")
     parser.set_defaults(func=cmd_status)
 
 

@@ -497,14 +497,58 @@ def print_checks(checks: list[Check], out: Any = None) -> None:
         out.write(f"  [{mark}] {c.name}{detail}\n")
 
 
+async def _client_health(dsn: str, redis_url: str | None) -> Any:
+    """``Database.health()`` of a short-lived client, when the schema lets one connect."""
+    import os
+
+    import pydbal
+
+    redis = redis_url or os.environ.get("PYDBAL_REDIS_URL")
+    try:
+        database = await pydbal.connect(
+            dsn,
+            redis,
+            min_size=1,
+            max_size=1,
+            auto_migrate=False,
+            cache={"revalidate": False, "redis_connect_timeout": 0.5},
+        )
+    except pydbal.SchemaOutdatedError:
+        return None
+    try:
+        return await database.health()
+    finally:
+        await database.close(grace=1.0)
+
+
+def _health_line(health: Any) -> str:
+    db = health.database
+    latency = f"{db.latency_ms:.1f} ms" if db.latency_ms is not None else "no answer"
+    if not health.redis.configured:
+        redis = "not configured"
+    else:
+        redis = "answering" if health.redis.available else "NOT answering"
+    pool = health.pool
+    return f"{health.status} (database {latency}, redis {redis}, pool {pool.in_use}/{pool.max})"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """``pydbal status``: migrations, pg_partman and the self-check (exit 1 on a failed check,
-    2 when a migration was edited or there is no database)."""
+    """``pydbal status``: migrations, pg_partman, the self-check and the health of a client
+    (database latency, Redis, pool). Exit 0 healthy, 1 degraded (a failed check, a schema that
+    is not current, Redis not answering), 2 unreachable (or a migration edited after applying).
+    With ``--json`` an unreachable database is reported as JSON too."""
     from pydbal.migrate import status
 
     async def body() -> int:
         dsn = operator_dsn(args)
-        info = await status(dsn)
+        try:
+            info = await status(dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            if not args.json:
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            print(json.dumps({"status": "unreachable", "problems": [reason]}, indent=2))
+            return EXIT_USAGE
         checks: list[Check] = []
         if info["schema_version"] is not None:
             from pydbal.maintenance import cron_job, last_run
@@ -516,8 +560,23 @@ def cmd_status(args: argparse.Namespace) -> int:
             finally:
                 await conn.close()
             info["cron_job"] = await cron_job(dsn)
+        health = await _client_health(dsn, args.redis)
+        problems = [f"self-check failed: {c.name}" for c in checks if not c.ok]
+        if info["schema_version"] != info["expected_version"]:
+            problems.append(
+                f"schema is {info['schema_version'] or 'not installed'}, "
+                f"pydbal needs {info['expected_version']}"
+            )
+        if health is not None:
+            problems.extend(health.problems)
+        overall = "degraded" if problems else "healthy"
+        if health is not None and health.status == "unreachable":
+            overall = "unreachable"
         if args.json:
             info["self_check"] = [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
+            info["health"] = health.model_dump(mode="json") if health is not None else None
+            info["status"] = overall
+            info["problems"] = problems
             print(json.dumps(info, indent=2, default=str))
         else:
             print(f"schema version: {info['schema_version'] or '(not installed)'}")
@@ -531,10 +590,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 from pydbal.cli_maintenance import print_maintenance_status
 
                 print_maintenance_status(info)
+            if health is not None:
+                print(f"health:         {_health_line(health)}")
             if checks:
                 print_checks(checks)
-        if info["edited"]:
+            for problem in problems:
+                print(f"problem: {problem}")
+        if info["edited"] or overall == "unreachable":
             return EXIT_USAGE
-        return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+        return EXIT_OK if overall == "healthy" else EXIT_FAILED
 
     return run("status", body)

@@ -29,6 +29,7 @@ from pydbal import queries as q
 from pydbal.cache import bypass
 from pydbal.errors import DBALError, ErrorCode
 from pydbal.formats import Definition, build_bundle, derive_name, parse_import
+from pydbal.instrument import operations
 from pydbal.models import (
     AuditEntry,
     CreateWorkflowInput,
@@ -161,6 +162,7 @@ class Run:
     recorded: RecordedExecution | None = None
 
 
+@operations  # every public method: refused once closing, counted in flight, traced when on
 class Workflows:
     """Workflow operations of one tenant (tenant, user and role fixed by the scope)."""
 

@@ -441,7 +441,7 @@ def _mixed_plan(
         (wf[0], "success", None, "bad3", None, h[2], None),  # final without duration: 422
         (wf[0], "success", -1.0, "bad4", None, h[2], None),  # negative: 422
         (wf[0], "success", 1.0, "x" * 256, None, h[2], None),  # id too long: 422
-        (wf[0], "success", 1.0, "fut", None, h[-1] + timedelta(hours=2), None),  # future: 422
+        (wf[0], "success", 1.0, "fut", None, h[-1] + timedelta(hours=3), None),  # future: 422
         (wf[0], "success", 1.0, "fut", None, h[2], None),  # the same id, valid: recorded
         (wf[0], "success", 0.0, "z0", None, h[2], None),  # bucket 0
         *[
