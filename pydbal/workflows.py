@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -64,6 +65,8 @@ APPLY_ATTEMPTS = 100
 _NOT_NULL = frozenset(
     {"name", "nodes", "edges", "enabled", "variables", "config", "tags", "category"}
 )
+
+log = logging.getLogger("pydbal.workflows")
 
 
 def _json(value: Any) -> str:
@@ -839,6 +842,7 @@ class Workflows:
         renewer = asyncio.create_task(renew())
         started = datetime.now(UTC)
         t0 = time.perf_counter()
+        raising = False  # an exception (the block's or the record's) is on its way out
         try:
             try:
                 if deadline_ms is None:
@@ -846,21 +850,39 @@ class Workflows:
                 else:
                     async with asyncio.timeout(deadline_ms / 1000):
                         yield run
-            except BaseException as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                # the block failed, timed out or was cancelled: record that, then re-raise the
+                # block's own error whatever recording does (a failed record is logged)
+                raising = True
                 status = "timeout" if isinstance(exc, TimeoutError) else "failure"
                 run.error = f"{type(exc).__name__}: {exc}"
                 renewer.cancel()
-                with contextlib.suppress(DBALError, asyncpg.PostgresError, OSError):
+                try:
                     await self._record_run(run, record, status, t0, started)
+                except Exception:
+                    log.warning(
+                        "executing(%s): recording the %s failed", wid, status, exc_info=True
+                    )
                 raise
             renewer.cancel()
-            await self._record_run(run, record, "success", t0, started)
+            try:
+                await self._record_run(run, record, "success", t0, started)
+            except BaseException:
+                raising = True
+                raise
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer
-            with contextlib.suppress(DBALError):
+            try:
                 await self.release_lock(wid, run.lock)
+            except DBALError:
+                pass  # the lease was lost or taken over: nothing of ours to release
+            except Exception:
+                if not raising:
+                    raise
+                # never mask the error already on its way out
+                log.warning("executing(%s): releasing the lock failed", wid, exc_info=True)
 
     async def _record_run(
         self, run: Run, record: str, status: str, t0: float, started: datetime
