@@ -1,7 +1,8 @@
-"""``pydbal`` / ``python -m pydbal``: one function per subcommand, registered in ``_COMMANDS``.
+"""pydbal: multi-tenant workflow storage on PostgreSQL — schema, operations and analysts.
 
-To add a subcommand, write ``add_<name>_parser(subparsers)`` that sets ``func=cmd_<name>`` and
-``cmd_<name>(args) -> int``, and list the adder in ``_COMMANDS``.
+Every command has ``--help``. Exit codes: 0 all went well, 1 some items failed, 2 usage error or
+no database (docs/cli.md). Maintainers: each subcommand is ``add_<name>_parser(subparsers)``
+setting ``func=cmd_<name>``, listed in ``_COMMANDS`` below.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         dsn = resolve_dsn(args.dsn)
         applied, job = asyncio.run(body(dsn))
-    except (MigrationError, EmbeddedServerUnavailable) as exc:
+    except EmbeddedServerUnavailable as exc:  # no database: exit 2, as docs/cli.md says
+        print(f"pydbal migrate: {exc}", file=sys.stderr)
+        return 2
+    except MigrationError as exc:
         print(f"pydbal migrate: {exc}", file=sys.stderr)
         return 1
     if applied:
@@ -131,7 +135,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         return demo(args.dsn)
-    except (EmbeddedServerUnavailable, SchemaOutdatedError, DBALError) as exc:
+    except EmbeddedServerUnavailable as exc:  # no database: exit 2
+        print(f"pydbal demo: {exc}", file=sys.stderr)
+        return 2
+    except (SchemaOutdatedError, DBALError) as exc:
         print(f"pydbal demo: {exc}", file=sys.stderr)
         return 1
 
@@ -167,7 +174,12 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pydbal", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pydbal",
+        description=__doc__.splitlines()[0],
+        epilog="Exit codes: 0 all went well, 1 some items failed, 2 usage error or no database. "
+        "Database commands take --dsn (default $PYDBAL_DSN, else an embedded server).",
+    )
     parser.add_argument("--version", action="version", version=f"pydbal {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:
