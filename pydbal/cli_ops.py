@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from pydbal import queries as q
 from pydbal.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -79,7 +80,7 @@ async def sweep_locks(dsn: str, user: str) -> int:
                 "set_config('dbal.user_role', 'supergod', true)",
                 user,
             )
-            return int(await conn.fetchval("SELECT dbal.sweep_expired_locks()"))
+            return int(await conn.fetchval(q.SWEEP_EXPIRED_LOCKS))
     finally:
         await conn.close()
 

@@ -32,6 +32,7 @@ from pydbal.errors import DBALError, ErrorCode
 from pydbal.formats import Definition, build_bundle, derive_name, parse_import
 from pydbal.instrument import operations
 from pydbal.models import (
+    ADMIN_ROLES,
     AuditEntry,
     CreateWorkflowInput,
     Execution,
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 
-ADMIN_ROLES = frozenset({"admin", "god", "supergod"})
 EXECUTION_STATUSES = frozenset({"success", "failure", "pending", "timeout"})
 FIND_FIELDS = frozenset({"name", "created_by", "category", "tags"})
 DEFINITION_FIELDS = ("nodes", "edges", "variables")
