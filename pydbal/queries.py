@@ -33,8 +33,9 @@ _RW = workflow_columns("(r.wf).")
 GET = f"SELECT {_W} FROM dbal.api_get($1::text, $2::text, $3::text, $4::uuid) w"
 
 LIST = (
-    f"SELECT r.total, r.wf IS NULL AS empty, {_RW} FROM dbal.api_list("
-    "$1::text, $2::text, $3::text, $4::jsonb, $5::text, $6::boolean, $7::integer, $8::integer) r"
+    f"SELECT r.total, r.total_exact, r.has_more, r.wf IS NULL AS empty, {_RW} FROM dbal.api_list("
+    "$1::text, $2::text, $3::text, $4::jsonb, $5::text, $6::boolean, $7::integer, $8::integer, "
+    "$9::text, $10::uuid) r"
 )
 
 SEARCH = (

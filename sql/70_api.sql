@@ -120,22 +120,42 @@ END
 $$;
 
 -- api_list(...): one page of the tenant's workflows matching the filter, sorted by p_sort
--- (created_at, updated_at, last_executed_at, execution_count, name) then id, with the total
--- number of matches on every row. A page past the end returns one row with wf NULL and the total.
--- With {"archived": true} in the filter it lists archived workflows (newest archive first when
--- sorted by updated_at is not what you want: sort by any field as usual).
+-- (created_at, updated_at, last_executed_at, execution_count, name; NULLs last in both
+-- directions) then id in the same direction. Each row carries the page's total, whether that
+-- total is exact, and whether more rows follow the page. No row matches: one row with wf NULL.
+-- With {"archived": true} in the filter it lists archived workflows instead of live ones.
+--   * Keyset pages: p_after_key/p_after_id are the sort key (as text; NULL for a workflow with
+--     no last_executed_at) and id of the last row of the previous page; the page starts right
+--     after it, so rows inserted or archived meanwhile never shift a page (every row present
+--     throughout is read exactly once). On the (tenant_id, key, id) indexes of
+--     sql/10_workflows.sql a page costs its own rows at any depth. p_offset (the compatible page=
+--     form) skips rows after that point.
+--   * total: without a filter (other than archived) the tenant's counter (sql/14_tenant_counters),
+--     exact and O(1); with a filter, matches are counted up to 1000: beyond that total is 1000
+--     and total_exact false ("at least"). has_more comes from reading one row more than the page.
 CREATE FUNCTION dbal.api_list(
         p_tenant text, p_user text, p_role text, p_filter jsonb, p_sort text, p_desc boolean,
-        p_offset integer, p_limit integer)
-    RETURNS TABLE (total bigint, wf dbal.workflows)
+        p_offset integer, p_limit integer, p_after_key text DEFAULT NULL,
+        p_after_id uuid DEFAULT NULL)
+    RETURNS TABLE (total bigint, total_exact boolean, has_more boolean, wf dbal.workflows)
     LANGUAGE plpgsql
     AS $$
 DECLARE
+    c_cap constant integer := 1000;  -- filtered totals are exact up to this many matches
     v_where text;
     v_dir text := CASE WHEN p_desc THEN 'DESC' ELSE 'ASC' END;
+    v_op text := CASE WHEN p_desc THEN '<' ELSE '>' END;
+    v_type text;
+    v_archived boolean;
+    v_total bigint;
+    v_exact boolean := true;
+    v_page text;
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
-    IF p_sort NOT IN ('created_at', 'updated_at', 'last_executed_at', 'execution_count', 'name') THEN
+    v_type := CASE p_sort WHEN 'name' THEN 'text' WHEN 'execution_count' THEN 'bigint'
+                          WHEN 'created_at' THEN 'timestamptz' WHEN 'updated_at' THEN 'timestamptz'
+                          WHEN 'last_executed_at' THEN 'timestamptz' END;
+    IF v_type IS NULL THEN
         PERFORM dbal.raise_error(422, format('unknown sort field %L', p_sort),
                                  jsonb_build_object('field', p_sort));
     END IF;
@@ -144,27 +164,58 @@ BEGIN
     END IF;
     PERFORM dbal.within(p_offset::bigint + p_limit, 'page', 'list_window');
     v_where := dbal.filter_sql(p_filter);
-    IF coalesce((p_filter ->> 'archived')::boolean, false) THEN
+    v_archived := coalesce((p_filter ->> 'archived')::boolean, false);
+    IF v_archived THEN
         PERFORM set_config('dbal.archived', 'visible', true);
     END IF;
-    -- Sort and count over (id, sort key) only, then read the page's rows by primary key: a
-    -- whole-row value would detoast every matching definition, not just the page's.
+    IF v_where = 'true' OR NOT EXISTS (SELECT FROM jsonb_each(p_filter) e
+                                        WHERE e.key <> 'archived' AND e.value <> 'null') THEN
+        SELECT CASE WHEN v_archived THEN c.archived ELSE c.live END INTO v_total
+          FROM dbal.tenant_counters c WHERE c.tenant_id = p_tenant;
+        v_total := coalesce(v_total, 0);
+    ELSE
+        EXECUTE format('SELECT count(*) FROM (SELECT FROM dbal.workflows w
+                         WHERE w.tenant_id = $1 AND %s LIMIT $2) c', v_where)
+           INTO v_total USING p_tenant, c_cap + 1;
+        v_exact := v_total <= c_cap;
+        v_total := least(v_total, c_cap);
+    END IF;
+    IF p_sort <> 'last_executed_at' THEN
+        v_page := format(
+            'SELECT w FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s AND %s
+              ORDER BY w.%I %s, w.id %s OFFSET $2 LIMIT $3',
+            v_where,
+            CASE WHEN p_after_id IS NULL THEN 'true'
+                 ELSE format('(w.%I, w.id) %s ($4::%s, $5)', p_sort, v_op, v_type) END,
+            p_sort, v_dir, v_dir);
+    ELSE
+        -- NULLS LAST in both directions: the rows with a key, then those without (by id), each
+        -- part read in index order and bounded by the page, then merged.
+        v_page := format(
+            'SELECT u.w FROM (
+                 (SELECT w, w.last_executed_at AS k, w.id AS i FROM dbal.workflows w
+                   WHERE w.tenant_id = $1 AND %1$s AND w.last_executed_at IS NOT NULL AND %2$s
+                   ORDER BY w.last_executed_at %4$s, w.id %4$s LIMIT $2 + $3)
+                 UNION ALL
+                 (SELECT w, NULL::timestamptz, w.id FROM dbal.workflows w
+                   WHERE w.tenant_id = $1 AND %1$s AND w.last_executed_at IS NULL AND %3$s
+                   ORDER BY w.id %4$s LIMIT $2 + $3)) u
+              ORDER BY u.k %4$s NULLS LAST, u.i %4$s OFFSET $2 LIMIT $3',
+            v_where,
+            CASE WHEN p_after_id IS NULL THEN 'true'
+                 WHEN p_after_key IS NULL THEN 'false'
+                 ELSE format('(w.last_executed_at, w.id) %s ($4::timestamptz, $5)', v_op) END,
+            CASE WHEN p_after_id IS NULL OR p_after_key IS NOT NULL THEN 'true'
+                 ELSE format('w.id %s $5', v_op) END,
+            v_dir);
+    END IF;
     RETURN QUERY EXECUTE format(
-        'SELECT p.total, w FROM (
-             SELECT w.id, count(*) OVER ()::bigint AS total,
-                    row_number() OVER (ORDER BY w.%I %s NULLS LAST, w.id %s) AS rn
-               FROM dbal.workflows w
-              WHERE w.tenant_id = $1 AND %s
-              ORDER BY w.%I %s NULLS LAST, w.id %s OFFSET $2 LIMIT $3) p
-           JOIN dbal.workflows w ON w.tenant_id = $1 AND w.id = p.id
-          ORDER BY p.rn',
-        p_sort, v_dir, v_dir, v_where, p_sort, v_dir, v_dir)
-        USING p_tenant, p_offset, p_limit;
-    IF NOT FOUND AND p_offset > 0 THEN
-        RETURN QUERY EXECUTE format(
-            'SELECT count(*)::bigint, NULL::dbal.workflows FROM dbal.workflows w
-              WHERE w.tenant_id = $1 AND %s', v_where)
-            USING p_tenant;
+        'SELECT $6, $7, q.n > $8, q.w FROM (
+             SELECT p.w, count(*) OVER () AS n FROM (%s) p) q
+          LIMIT $8', v_page)
+        USING p_tenant, p_offset, p_limit + 1, p_after_key, p_after_id, v_total, v_exact, p_limit;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT v_total, v_exact, false, NULL::dbal.workflows;
     END IF;
 END
 $$;
@@ -174,7 +225,9 @@ $$;
 -- candidates; when that finds fewer than p_limit, names similar to the text (pg_trgm,
 -- similarity >= 0.3) fill up the list, so a typo in a name still finds it. The fallback keeps
 -- the query's exclusions ("-word" never matches) and is skipped for quoted phrases, which ask
--- for exact words.
+-- for exact words. Both parts are bounded: full-text candidates come from the search index and
+-- trigram candidates from the name index (the % operator at threshold 0.3), at most 1000 each,
+-- and only those are ranked, so a search never ranks every row of a large tenant.
 CREATE FUNCTION dbal.api_search(p_tenant text, p_user text, p_role text, p_query text, p_limit integer)
     RETURNS TABLE (rank real, wf dbal.workflows)
     LANGUAGE plpgsql
@@ -209,15 +262,22 @@ BEGIN
     v_excluded := websearch_to_tsquery('english'::regconfig, array_to_string(ARRAY(
         SELECT substr(m[1], 2) FROM regexp_matches(p_query, '(?:^|\s)(-\S+)', 'g') AS m), ' or '));
     IF length(v_positive) >= 3 THEN
+        PERFORM set_config('pg_trgm.similarity_threshold', '0.3', true);
         RETURN QUERY
-            SELECT dbal_ext.similarity(w.name, v_positive), w
-              FROM dbal.workflows w
-             WHERE w.tenant_id = p_tenant
-               AND dbal_ext.similarity(w.name, v_positive) >= 0.3
-               AND NOT (w.search_document @@ v_query)
-               AND (numnode(v_excluded) = 0 OR NOT (w.search_document @@ v_excluded))
-             ORDER BY 1 DESC, w.name, w.id
-             LIMIT p_limit - v_found;
+            SELECT r.sim, w
+              FROM (SELECT c.id, c.name, dbal_ext.similarity(c.name, v_positive) AS sim
+                      FROM (SELECT x.id, x.name FROM dbal.workflows x
+                             WHERE x.tenant_id = p_tenant
+                               AND x.name OPERATOR(dbal_ext.%) v_positive
+                               AND NOT (x.search_document @@ v_query)
+                               AND (numnode(v_excluded) = 0
+                                    OR NOT (x.search_document @@ v_excluded))
+                             LIMIT 1000) c
+                     WHERE dbal_ext.similarity(c.name, v_positive) >= 0.3
+                     ORDER BY 3 DESC, c.name, c.id
+                     LIMIT p_limit - v_found) r
+              JOIN dbal.workflows w ON w.tenant_id = p_tenant AND w.id = r.id
+             ORDER BY r.sim DESC, r.name, r.id;
     END IF;
 END
 $$;

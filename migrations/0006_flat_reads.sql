@@ -1,0 +1,416 @@
+-- 0006_flat_reads.sql — lists, search and statistics that stay flat as a tenant grows (issue 13).
+--
+-- * Keyset indexes: (tenant_id, created_at, id), (tenant_id, updated_at, id), (tenant_id, name, id)
+--   replace the (…, key DESC, id) ones, whose id order matched neither direction of a page.
+-- * dbal.tenant_counters and its triggers (the text of sql/14_tenant_counters.sql), filled from
+--   the existing rows; its policies (sql/50_policies.sql) and grant (sql/90_grants.sql).
+-- * dbal.api_list with keyset arguments and the total/total_exact/has_more columns
+--   (sql/70_api.sql): dropped and created again, its grant with it.
+-- * dbal.api_search with a bounded trigram fallback, dbal.execution_stats with the edge rows read
+--   as two range scans (sql/70_api.sql, sql/42_execution_stats.sql): CREATE OR REPLACE keeps
+--   their owner and grants.
+
+SET LOCAL ROLE @owner_role@;
+
+DROP INDEX dbal.workflows_tenant_updated_idx;
+DROP INDEX dbal.workflows_tenant_created_idx;
+CREATE INDEX workflows_tenant_updated_idx ON dbal.workflows (tenant_id, updated_at, id);
+CREATE INDEX workflows_tenant_created_idx ON dbal.workflows (tenant_id, created_at, id);
+CREATE INDEX workflows_tenant_name_idx ON dbal.workflows (tenant_id, name, id);
+
+CREATE TABLE dbal.tenant_counters (
+    tenant_id text   NOT NULL,
+    live      bigint NOT NULL DEFAULT 0,  -- workflows with archived_at NULL
+    archived  bigint NOT NULL DEFAULT 0,  -- workflows with archived_at set
+    CONSTRAINT tenant_counters_pkey PRIMARY KEY (tenant_id),
+    CONSTRAINT tenant_counters_not_negative CHECK (live >= 0 AND archived >= 0)
+);
+
+COMMENT ON TABLE dbal.tenant_counters IS
+    'Live and archived workflows per tenant, kept by triggers on dbal.workflows (sql/14_tenant_counters.sql).';
+
+-- count_workflow_rows(): after an INSERT or DELETE statement on dbal.workflows, adds (removes)
+-- the statement's rows to (from) their tenants' counters, one row update per tenant, in tenant
+-- order (no deadlock between two multi-tenant purges). Runs as the writer.
+CREATE FUNCTION dbal.count_workflow_rows() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO dbal.tenant_counters AS c (tenant_id, live, archived)
+        SELECT n.tenant_id, count(*) FILTER (WHERE n.archived_at IS NULL),
+               count(*) FILTER (WHERE n.archived_at IS NOT NULL)
+          FROM new_rows n GROUP BY n.tenant_id ORDER BY n.tenant_id
+        ON CONFLICT (tenant_id) DO UPDATE
+           SET live = c.live + excluded.live, archived = c.archived + excluded.archived;
+    ELSE
+        UPDATE dbal.tenant_counters c
+           SET live = c.live - d.live, archived = c.archived - d.archived
+          FROM (SELECT o.tenant_id, count(*) FILTER (WHERE o.archived_at IS NULL) AS live,
+                       count(*) FILTER (WHERE o.archived_at IS NOT NULL) AS archived
+                  FROM old_rows o GROUP BY o.tenant_id) d
+         WHERE c.tenant_id = d.tenant_id;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+-- count_workflow_archive(): after a row's archived state changed (archive or unarchive), moves
+-- it between the live and archived counts of its tenant. Runs as the writer.
+CREATE FUNCTION dbal.count_workflow_archive() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_step integer := CASE WHEN NEW.archived_at IS NULL THEN 1 ELSE -1 END;
+BEGIN
+    INSERT INTO dbal.tenant_counters AS c (tenant_id, live, archived)
+    VALUES (NEW.tenant_id, greatest(v_step, 0), greatest(-v_step, 0))
+    ON CONFLICT (tenant_id) DO UPDATE
+       SET live = c.live + v_step, archived = c.archived - v_step;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER workflows_count_insert
+    AFTER INSERT ON dbal.workflows REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION dbal.count_workflow_rows();
+CREATE TRIGGER workflows_count_delete
+    AFTER DELETE ON dbal.workflows REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION dbal.count_workflow_rows();
+CREATE TRIGGER workflows_count_archive
+    AFTER UPDATE OF archived_at ON dbal.workflows
+    FOR EACH ROW WHEN ((OLD.archived_at IS NULL) <> (NEW.archived_at IS NULL))
+    EXECUTE FUNCTION dbal.count_workflow_archive();
+
+ALTER TABLE dbal.tenant_counters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dbal.tenant_counters FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_counters_app_select ON dbal.tenant_counters FOR SELECT TO @app_role@
+    USING (tenant_id = dbal.ctx_tenant());
+CREATE POLICY tenant_counters_owner_all ON dbal.tenant_counters FOR ALL TO @owner_role@
+    USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
+REVOKE ALL ON dbal.tenant_counters FROM PUBLIC;
+GRANT SELECT ON dbal.tenant_counters TO @app_role@;
+
+DROP FUNCTION dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer);
+
+-- api_list(...): one page of the tenant's workflows matching the filter, sorted by p_sort
+-- (created_at, updated_at, last_executed_at, execution_count, name; NULLs last in both
+-- directions) then id in the same direction. Each row carries the page's total, whether that
+-- total is exact, and whether more rows follow the page. No row matches: one row with wf NULL.
+-- With {"archived": true} in the filter it lists archived workflows instead of live ones.
+--   * Keyset pages: p_after_key/p_after_id are the sort key (as text; NULL for a workflow with
+--     no last_executed_at) and id of the last row of the previous page; the page starts right
+--     after it, so rows inserted or archived meanwhile never shift a page (every row present
+--     throughout is read exactly once). On the (tenant_id, key, id) indexes of
+--     sql/10_workflows.sql a page costs its own rows at any depth. p_offset (the compatible page=
+--     form) skips rows after that point.
+--   * total: without a filter (other than archived) the tenant's counter (sql/14_tenant_counters),
+--     exact and O(1); with a filter, matches are counted up to 1000: beyond that total is 1000
+--     and total_exact false ("at least"). has_more comes from reading one row more than the page.
+CREATE FUNCTION dbal.api_list(
+        p_tenant text, p_user text, p_role text, p_filter jsonb, p_sort text, p_desc boolean,
+        p_offset integer, p_limit integer, p_after_key text DEFAULT NULL,
+        p_after_id uuid DEFAULT NULL)
+    RETURNS TABLE (total bigint, total_exact boolean, has_more boolean, wf dbal.workflows)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    c_cap constant integer := 1000;  -- filtered totals are exact up to this many matches
+    v_where text;
+    v_dir text := CASE WHEN p_desc THEN 'DESC' ELSE 'ASC' END;
+    v_op text := CASE WHEN p_desc THEN '<' ELSE '>' END;
+    v_type text;
+    v_archived boolean;
+    v_total bigint;
+    v_exact boolean := true;
+    v_page text;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    v_type := CASE p_sort WHEN 'name' THEN 'text' WHEN 'execution_count' THEN 'bigint'
+                          WHEN 'created_at' THEN 'timestamptz' WHEN 'updated_at' THEN 'timestamptz'
+                          WHEN 'last_executed_at' THEN 'timestamptz' END;
+    IF v_type IS NULL THEN
+        PERFORM dbal.raise_error(422, format('unknown sort field %L', p_sort),
+                                 jsonb_build_object('field', p_sort));
+    END IF;
+    IF p_limit NOT BETWEEN 1 AND 1000 OR p_offset < 0 THEN
+        PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
+    END IF;
+    PERFORM dbal.within(p_offset::bigint + p_limit, 'page', 'list_window');
+    v_where := dbal.filter_sql(p_filter);
+    v_archived := coalesce((p_filter ->> 'archived')::boolean, false);
+    IF v_archived THEN
+        PERFORM set_config('dbal.archived', 'visible', true);
+    END IF;
+    IF v_where = 'true' OR NOT EXISTS (SELECT FROM jsonb_each(p_filter) e
+                                        WHERE e.key <> 'archived' AND e.value <> 'null') THEN
+        SELECT CASE WHEN v_archived THEN c.archived ELSE c.live END INTO v_total
+          FROM dbal.tenant_counters c WHERE c.tenant_id = p_tenant;
+        v_total := coalesce(v_total, 0);
+    ELSE
+        EXECUTE format('SELECT count(*) FROM (SELECT FROM dbal.workflows w
+                         WHERE w.tenant_id = $1 AND %s LIMIT $2) c', v_where)
+           INTO v_total USING p_tenant, c_cap + 1;
+        v_exact := v_total <= c_cap;
+        v_total := least(v_total, c_cap);
+    END IF;
+    IF p_sort <> 'last_executed_at' THEN
+        v_page := format(
+            'SELECT w FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s AND %s
+              ORDER BY w.%I %s, w.id %s OFFSET $2 LIMIT $3',
+            v_where,
+            CASE WHEN p_after_id IS NULL THEN 'true'
+                 ELSE format('(w.%I, w.id) %s ($4::%s, $5)', p_sort, v_op, v_type) END,
+            p_sort, v_dir, v_dir);
+    ELSE
+        -- NULLS LAST in both directions: the rows with a key, then those without (by id), each
+        -- part read in index order and bounded by the page, then merged.
+        v_page := format(
+            'SELECT u.w FROM (
+                 (SELECT w, w.last_executed_at AS k, w.id AS i FROM dbal.workflows w
+                   WHERE w.tenant_id = $1 AND %1$s AND w.last_executed_at IS NOT NULL AND %2$s
+                   ORDER BY w.last_executed_at %4$s, w.id %4$s LIMIT $2 + $3)
+                 UNION ALL
+                 (SELECT w, NULL::timestamptz, w.id FROM dbal.workflows w
+                   WHERE w.tenant_id = $1 AND %1$s AND w.last_executed_at IS NULL AND %3$s
+                   ORDER BY w.id %4$s LIMIT $2 + $3)) u
+              ORDER BY u.k %4$s NULLS LAST, u.i %4$s OFFSET $2 LIMIT $3',
+            v_where,
+            CASE WHEN p_after_id IS NULL THEN 'true'
+                 WHEN p_after_key IS NULL THEN 'false'
+                 ELSE format('(w.last_executed_at, w.id) %s ($4::timestamptz, $5)', v_op) END,
+            CASE WHEN p_after_id IS NULL OR p_after_key IS NOT NULL THEN 'true'
+                 ELSE format('w.id %s $5', v_op) END,
+            v_dir);
+    END IF;
+    RETURN QUERY EXECUTE format(
+        'SELECT $6, $7, q.n > $8, q.w FROM (
+             SELECT p.w, count(*) OVER () AS n FROM (%s) p) q
+          LIMIT $8', v_page)
+        USING p_tenant, p_offset, p_limit + 1, p_after_key, p_after_id, v_total, v_exact, p_limit;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT v_total, v_exact, false, NULL::dbal.workflows;
+    END IF;
+END
+$$;
+
+REVOKE ALL ON FUNCTION dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer, text, uuid)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer, text, uuid)
+    TO @app_role@;
+REVOKE ALL ON FUNCTION dbal.count_workflow_rows(), dbal.count_workflow_archive() FROM PUBLIC;
+
+-- api_search(tenant, user, role, text, limit): best matches first. Full-text (web-search
+-- syntax: "a -b", quoted phrases) over name, description and tags, ranking at most 1000
+-- candidates; when that finds fewer than p_limit, names similar to the text (pg_trgm,
+-- similarity >= 0.3) fill up the list, so a typo in a name still finds it. The fallback keeps
+-- the query's exclusions ("-word" never matches) and is skipped for quoted phrases, which ask
+-- for exact words. Both parts are bounded: full-text candidates come from the search index and
+-- trigram candidates from the name index (the % operator at threshold 0.3), at most 1000 each,
+-- and only those are ranked, so a search never ranks every row of a large tenant.
+CREATE OR REPLACE FUNCTION dbal.api_search(p_tenant text, p_user text, p_role text, p_query text, p_limit integer)
+    RETURNS TABLE (rank real, wf dbal.workflows)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_query tsquery;
+    v_positive text;
+    v_excluded tsquery;
+    v_found integer;
+BEGIN
+    PERFORM dbal.enter_app(p_tenant, p_user, p_role);
+    IF p_limit NOT BETWEEN 1 AND 1000 THEN
+        PERFORM dbal.raise_error(422, 'limit must be 1..1000');
+    END IF;
+    v_query := websearch_to_tsquery('english'::regconfig,
+                                    coalesce(dbal.check_search(p_query, 'search'), ''));
+    RETURN QUERY
+        SELECT r.rank, w
+          FROM (SELECT c.id, (ts_rank(c.search_document, v_query) + 1)::real AS rank, c.name
+                  FROM (SELECT x.id, x.name, x.search_document FROM dbal.workflows x
+                         WHERE x.tenant_id = p_tenant AND x.search_document @@ v_query
+                         LIMIT 1000) c
+                 ORDER BY 2 DESC, c.name, c.id
+                 LIMIT p_limit) r
+          JOIN dbal.workflows w ON w.tenant_id = p_tenant AND w.id = r.id
+         ORDER BY r.rank DESC, r.name, r.id;
+    GET DIAGNOSTICS v_found = ROW_COUNT;
+    IF v_found >= p_limit OR position('"' IN coalesce(p_query, '')) > 0 THEN
+        RETURN;
+    END IF;
+    v_positive := btrim(regexp_replace(p_query, '(^|\s)-\S+', ' ', 'g'));
+    v_excluded := websearch_to_tsquery('english'::regconfig, array_to_string(ARRAY(
+        SELECT substr(m[1], 2) FROM regexp_matches(p_query, '(?:^|\s)(-\S+)', 'g') AS m), ' or '));
+    IF length(v_positive) >= 3 THEN
+        PERFORM set_config('pg_trgm.similarity_threshold', '0.3', true);
+        RETURN QUERY
+            SELECT r.sim, w
+              FROM (SELECT c.id, c.name, dbal_ext.similarity(c.name, v_positive) AS sim
+                      FROM (SELECT x.id, x.name FROM dbal.workflows x
+                             WHERE x.tenant_id = p_tenant
+                               AND x.name OPERATOR(dbal_ext.%) v_positive
+                               AND NOT (x.search_document @@ v_query)
+                               AND (numnode(v_excluded) = 0
+                                    OR NOT (x.search_document @@ v_excluded))
+                             LIMIT 1000) c
+                     WHERE dbal_ext.similarity(c.name, v_positive) >= 0.3
+                     ORDER BY 3 DESC, c.name, c.id
+                     LIMIT p_limit - v_found) r
+              JOIN dbal.workflows w ON w.tenant_id = p_tenant AND w.id = r.id
+             ORDER BY r.sim DESC, r.name, r.id;
+    END IF;
+END
+$$;
+
+-- execution_stats(workflow, from, to): statistics of the executions that started in [from, to)
+-- (from NULL = the beginning, to NULL = now).
+-- The window is cut into whole UTC days (read from workflow_stats_daily), the whole hours around
+-- them (workflow_stats_hourly) and the partial hours at its edges (the execution rows), so the
+-- cost depends on the window's shape, not on the number of executions. Counts, success rate,
+-- average, min and max are exact. success_rate = success / (success + failure + timeout), NULL
+-- when none finished. p50/p95/p99 are nearest-rank percentiles over finished runs read from the
+-- merged log-scale histogram (factor 1.1 per bucket), reported as the bucket's geometric
+-- midpoint clamped to [min, max]: within 4.9 % of the exact nearest-rank value for durations of
+-- 1 ms and more (below 1 ms, within 0.5 ms).
+-- WORKFLOW_NOT_FOUND (4041) for a workflow that is not the tenant's.
+CREATE OR REPLACE FUNCTION dbal.execution_stats(
+        p_workflow uuid, p_from timestamptz DEFAULT NULL, p_to timestamptz DEFAULT NULL,
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS TABLE (
+        total bigint, success bigint, failure bigint, pending bigint, timeout bigint,
+        success_rate double precision, avg_ms double precision, min_ms double precision,
+        max_ms double precision, p50_ms double precision, p95_ms double precision,
+        p99_ms double precision, last_executed_at timestamptz, last_status text)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    -- plans are made per call: a generic plan would lock every partition of the executions
+    SET plan_cache_mode = force_custom_plan
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+    v_from timestamptz := coalesce(p_from, '-infinity');
+    v_to timestamptz := coalesce(p_to, clock_timestamp());
+    v_h1 timestamptz;  -- first whole hour
+    v_h2 timestamptz;  -- end of the last whole hour
+    v_d1 timestamptz;  -- first whole day
+    v_d2 timestamptz;  -- end of the last whole day
+    v_last_at timestamptz;
+    v_last_status text;
+BEGIN
+    SELECT w.last_executed_at, w.last_execution_status INTO v_last_at, v_last_status
+      FROM dbal.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_workflow));
+    END IF;
+    IF v_to < v_from THEN
+        v_to := v_from;
+    END IF;
+    -- [v_from, v_h1) rows | [v_h1, v_d1) hours | [v_d1, v_d2) days | [v_d2, v_h2) hours | [v_h2, v_to) rows
+    v_h1 := date_trunc('hour', v_from, 'UTC');
+    IF v_h1 < v_from THEN v_h1 := v_h1 + interval '1 hour'; END IF;
+    v_h2 := greatest(date_trunc('hour', v_to, 'UTC'), v_h1);
+    v_d1 := date_trunc('day', v_h1, 'UTC');
+    IF v_d1 < v_h1 THEN v_d1 := v_d1 + interval '1 day'; END IF;
+    v_d2 := date_trunc('day', v_h2, 'UTC');
+    IF v_d2 < v_d1 THEN
+        v_d1 := v_h2;  -- no whole day: hours cover [v_h1, v_h2)
+        v_d2 := v_h2;
+    END IF;
+    v_h1 := least(v_h1, v_to);
+
+    -- The last execution of the window is usually the workflow's last one (windows ending now).
+    IF NOT (v_last_at >= v_from AND v_last_at < v_to) THEN
+        SELECT e.started_at, e.status INTO v_last_at, v_last_status
+          FROM dbal.workflow_executions e
+         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
+           AND e.started_at >= v_from AND e.started_at < v_to
+         ORDER BY e.started_at DESC
+         LIMIT 1;
+    END IF;
+
+    RETURN QUERY
+    -- the two edges are separate range scans of workflow_executions_workflow_idx (never one
+    -- scan with an OR filter, which reads every execution of the workflow): their cost is the
+    -- rows of at most two partial hours, whatever the planner's statistics say
+    WITH edge_rows AS MATERIALIZED (
+        SELECT e.status, CASE WHEN e.status <> 'pending' THEN e.duration_ms END AS ms
+          FROM dbal.workflow_executions e
+         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
+           AND e.started_at >= v_from AND e.started_at < v_h1
+        UNION ALL
+        SELECT e.status, CASE WHEN e.status <> 'pending' THEN e.duration_ms END AS ms
+          FROM dbal.workflow_executions e
+         WHERE e.tenant_id = v_tenant AND e.workflow_id = p_workflow
+           AND e.started_at >= v_h2 AND e.started_at < v_to
+    ), rollups AS MATERIALIZED (
+        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
+               s.max_ms, s.hist
+          FROM dbal.workflow_stats_daily s
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
+           AND s.day >= v_d1 AND s.day < v_d2
+        UNION ALL
+        SELECT s.success, s.failure, s.pending, s.timeout, s.finished, s.sum_ms, s.min_ms,
+               s.max_ms, s.hist
+          FROM dbal.workflow_stats_hourly s
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = p_workflow
+           AND ((s.hour >= v_h1 AND s.hour < v_d1) OR (s.hour >= v_d2 AND s.hour < v_h2))
+    ), agg AS (
+        SELECT sum(x.success)::bigint AS success, sum(x.failure)::bigint AS failure,
+               sum(x.pending)::bigint AS pending, sum(x.timeout)::bigint AS timeout,
+               sum(x.finished)::bigint AS finished, sum(x.sum_ms) AS sum_ms,
+               min(x.min_ms) AS min_ms, max(x.max_ms) AS max_ms
+          FROM (SELECT r.success, r.failure, r.pending, r.timeout, r.finished, r.sum_ms,
+                       r.min_ms, r.max_ms
+                  FROM rollups r
+                UNION ALL
+                SELECT count(*) FILTER (WHERE er.status = 'success'),
+                       count(*) FILTER (WHERE er.status = 'failure'),
+                       count(*) FILTER (WHERE er.status = 'pending'),
+                       count(*) FILTER (WHERE er.status = 'timeout'),
+                       count(er.ms), coalesce(sum(er.ms), 0), min(er.ms), max(er.ms)
+                  FROM edge_rows er) x
+    ), buckets AS (
+        SELECT b, sum(n) AS n FROM (
+            SELECT (u.ord - 1)::integer AS b, u.n::bigint AS n
+              FROM rollups r, unnest(r.hist) WITH ORDINALITY AS u(n, ord)
+             WHERE r.finished > 0 AND u.n > 0
+            UNION ALL
+            SELECT dbal.duration_bucket(er.ms), 1 FROM edge_rows er WHERE er.ms IS NOT NULL
+        ) y GROUP BY b
+    ), cum AS (
+        SELECT b, sum(n) OVER (ORDER BY b) AS c FROM buckets
+    ), pct AS (
+        -- nearest rank: the smallest bucket whose cumulative count reaches ceil(p * finished)
+        SELECT min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.50 * a.finished), 1)) AS b50,
+               min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.95 * a.finished), 1)) AS b95,
+               min(c.b) FILTER (WHERE c.c >= greatest(ceil(0.99 * a.finished), 1)) AS b99
+          FROM cum c, agg a
+    )
+    SELECT a.success + a.failure + a.pending + a.timeout,
+           a.success, a.failure, a.pending, a.timeout,
+           CASE WHEN a.success + a.failure + a.timeout > 0
+                THEN a.success::float8 / (a.success + a.failure + a.timeout) END,
+           CASE WHEN a.finished > 0 THEN a.sum_ms / a.finished END,
+           a.min_ms, a.max_ms,
+           least(greatest(dbal.bucket_value(p.b50), a.min_ms), a.max_ms),
+           least(greatest(dbal.bucket_value(p.b95), a.min_ms), a.max_ms),
+           least(greatest(dbal.bucket_value(p.b99), a.min_ms), a.max_ms),
+           CASE WHEN v_last_at >= v_from AND v_last_at < v_to THEN v_last_at END,
+           CASE WHEN v_last_at >= v_from AND v_last_at < v_to THEN v_last_status END
+      FROM agg a, pct p;
+END
+$$;
+
+RESET ROLE;
+
+-- Existing workflows, counted once (as the migrating superuser: row-level security does not
+-- apply, so every tenant's counter is written).
+INSERT INTO dbal.tenant_counters (tenant_id, live, archived)
+SELECT w.tenant_id, count(*) FILTER (WHERE w.archived_at IS NULL),
+       count(*) FILTER (WHERE w.archived_at IS NOT NULL)
+  FROM dbal.workflows w GROUP BY w.tenant_id;
