@@ -70,9 +70,7 @@ def encode(tenant: str, field: str, direction: str, digest: str, key: Any, id: U
 
 
 def _refuse(message: str) -> DBALError:
-    return DBALError(
-        ErrorCode.VALIDATION_ERROR, message, {"field": "after", "limit": "cursor"}
-    )
+    return DBALError(ErrorCode.VALIDATION_ERROR, message, {"field": "after", "limit": "cursor"})
 
 
 def decode(tenant: str, cursor: Any, field: str, direction: str, digest: str) -> Cursor:
@@ -94,9 +92,7 @@ def decode(tenant: str, cursor: Any, field: str, direction: str, digest: str) ->
     if version != _VERSION:
         raise _refuse("after: a cursor of another pydbal version")
     if (c_field, c_dir) != (field, direction):
-        raise _refuse(
-            f"after: the cursor is for sort {c_field} {c_dir}, not {field} {direction}"
-        )
+        raise _refuse(f"after: the cursor is for sort {c_field} {c_dir}, not {field} {direction}")
     if c_digest != digest:
         raise _refuse("after: the cursor is for another filter")
     if key is not None and not isinstance(key, str):

@@ -366,7 +366,14 @@ class Workflows:
             position = cursors.decode(tenant, after, srt.field, srt.direction, digest)
             key, after_id = position.key, position.id
         args = (
-            *self._ctx, flt_json, srt.field, srt.direction == "desc", offset, limit, key, after_id
+            *self._ctx,
+            flt_json,
+            srt.field,
+            srt.direction == "desc",
+            offset,
+            limit,
+            key,
+            after_id,
         )
 
         async def load() -> Page[Workflow]:

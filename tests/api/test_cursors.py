@@ -183,7 +183,9 @@ async def test_totals_exact_without_filter_capped_with_one(cold: pydbal.Database
     await scope.workflows.create_many(
         [{"name": f"t {i:04d}", "nodes": [], "tags": ["many"]} for i in range(1003)]
     )
-    await scope.workflows.create_many([valid_definition(f"rare {i}", tags=["rare"]) for i in range(3)])
+    await scope.workflows.create_many(
+        [valid_definition(f"rare {i}", tags=["rare"]) for i in range(3)]
+    )
     plain = await scope.workflows.list(limit=10)
     assert (plain.total, plain.total_exact, plain.has_more) == (1006, True, True)
     many = await scope.workflows.list({"tags": ["many"]}, limit=10)
@@ -206,8 +208,17 @@ async def test_totals_exact_without_filter_capped_with_one(cold: pydbal.Database
 _OPS = st.lists(
     st.tuples(
         st.sampled_from(
-            ["create", "create_many", "delete", "delete_many", "unarchive", "purge",
-             "import", "clone", "other_tenant"]
+            [
+                "create",
+                "create_many",
+                "delete",
+                "delete_many",
+                "unarchive",
+                "purge",
+                "import",
+                "clone",
+                "other_tenant",
+            ]
         ),
         st.integers(min_value=0, max_value=5),
     ),
