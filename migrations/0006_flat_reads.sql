@@ -1,22 +1,106 @@
 -- 0006_flat_reads.sql — lists, search and statistics that stay flat as a tenant grows (issue 13).
 --
+-- * Leakproof copies of &&, @@ and pg_trgm's % with GIN operator classes (the text of
+--   sql/05_index_operators.sql, run as the migrating superuser); the tags, search and name
+--   trigram indexes are rebuilt with them (this takes a while on a large table).
 -- * Keyset indexes: (tenant_id, created_at, id), (tenant_id, updated_at, id), (tenant_id, name, id)
 --   replace the (…, key DESC, id) ones, whose id order matched neither direction of a page.
 -- * dbal.tenant_counters and its triggers (the text of sql/14_tenant_counters.sql), filled from
 --   the existing rows; its policies (sql/50_policies.sql) and grant (sql/90_grants.sql).
 -- * dbal.api_list with keyset arguments and the total/total_exact/has_more columns
 --   (sql/70_api.sql): dropped and created again, its grant with it.
--- * dbal.api_search with a bounded trigram fallback, dbal.execution_stats with the edge rows read
---   as two range scans (sql/70_api.sql, sql/42_execution_stats.sql): CREATE OR REPLACE keeps
---   their owner and grants.
+-- * dbal.filter_sql and dbal.api_search with the leakproof operators (and a bounded trigram
+--   fallback), dbal.execution_stats with the edge rows read as two range scans (sql/70_api.sql,
+--   sql/42_execution_stats.sql): CREATE OR REPLACE keeps their owner and grants.
+
+CREATE FUNCTION dbal.tags_overlap(text[], text[]) RETURNS boolean
+    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF
+    AS 'arrayoverlap';
+CREATE FUNCTION dbal.search_match(tsvector, tsquery) RETURNS boolean
+    LANGUAGE internal IMMUTABLE STRICT PARALLEL SAFE LEAKPROOF
+    AS 'ts_match_vq';
+-- STABLE like pg_trgm's own: the threshold is the setting pg_trgm.similarity_threshold
+CREATE FUNCTION dbal.name_similar(text, text) RETURNS boolean
+    LANGUAGE c STABLE STRICT PARALLEL SAFE LEAKPROOF
+    AS '$libdir/pg_trgm', 'similarity_op';
+
+CREATE OPERATOR dbal.&& (
+    LEFTARG = text[], RIGHTARG = text[], FUNCTION = dbal.tags_overlap,
+    COMMUTATOR = OPERATOR(dbal.&&), RESTRICT = matchingsel, JOIN = matchingjoinsel);
+CREATE OPERATOR dbal.@@ (
+    LEFTARG = tsvector, RIGHTARG = tsquery, FUNCTION = dbal.search_match,
+    RESTRICT = tsmatchsel, JOIN = tsmatchjoinsel);
+CREATE OPERATOR dbal.% (
+    LEFTARG = text, RIGHTARG = text, FUNCTION = dbal.name_similar,
+    COMMUTATOR = OPERATOR(dbal.%), RESTRICT = matchingsel, JOIN = matchingjoinsel);
+
+-- GIN operator classes: the built-in ones' support functions, with the leakproof operator as
+-- strategy 1 (overlap, match, similarity).
+CREATE OPERATOR CLASS dbal.tags_ops FOR TYPE text[] USING gin AS
+    OPERATOR 1 dbal.&& (text[], text[]),
+    FUNCTION 1 bttextcmp(text, text),
+    FUNCTION 2 ginarrayextract(anyarray, internal, internal),
+    FUNCTION 3 ginqueryarrayextract(anyarray, internal, smallint, internal, internal, internal,
+                                    internal),
+    FUNCTION 4 ginarrayconsistent(internal, smallint, anyarray, integer, internal, internal,
+                                  internal, internal),
+    FUNCTION 6 ginarraytriconsistent(internal, smallint, anyarray, integer, internal, internal,
+                                     internal),
+    STORAGE text;
+CREATE OPERATOR CLASS dbal.search_ops FOR TYPE tsvector USING gin AS
+    OPERATOR 1 dbal.@@ (tsvector, tsquery),
+    FUNCTION 1 gin_cmp_tslexeme(text, text),
+    FUNCTION 2 gin_extract_tsvector(tsvector, internal, internal),
+    FUNCTION 3 gin_extract_tsquery(tsvector, internal, smallint, internal, internal, internal,
+                                   internal),
+    FUNCTION 4 gin_tsquery_consistent(internal, smallint, tsvector, integer, internal, internal,
+                                      internal, internal),
+    FUNCTION 5 gin_cmp_prefix(text, text, smallint, internal),
+    FUNCTION 6 gin_tsquery_triconsistent(internal, smallint, tsvector, integer, internal,
+                                         internal, internal),
+    STORAGE text;
+CREATE OPERATOR CLASS dbal.name_trgm_ops FOR TYPE text USING gin AS
+    OPERATOR 1 dbal.% (text, text),
+    FUNCTION 1 btint4cmp(integer, integer),
+    FUNCTION 2 dbal_ext.gin_extract_value_trgm(text, internal),
+    FUNCTION 3 dbal_ext.gin_extract_query_trgm(text, internal, smallint, internal, internal,
+                                               internal, internal),
+    FUNCTION 4 dbal_ext.gin_trgm_consistent(internal, smallint, text, integer, internal,
+                                            internal, internal, internal),
+    FUNCTION 6 dbal_ext.gin_trgm_triconsistent(internal, smallint, text, integer, internal,
+                                               internal, internal),
+    STORAGE integer;
+
+ALTER FUNCTION dbal.tags_overlap(text[], text[]) OWNER TO @owner_role@;
+ALTER FUNCTION dbal.search_match(tsvector, tsquery) OWNER TO @owner_role@;
+ALTER FUNCTION dbal.name_similar(text, text) OWNER TO @owner_role@;
+ALTER OPERATOR dbal.&& (text[], text[]) OWNER TO @owner_role@;
+ALTER OPERATOR dbal.@@ (tsvector, tsquery) OWNER TO @owner_role@;
+ALTER OPERATOR dbal.% (text, text) OWNER TO @owner_role@;
+ALTER OPERATOR FAMILY dbal.tags_ops USING gin OWNER TO @owner_role@;
+ALTER OPERATOR CLASS dbal.tags_ops USING gin OWNER TO @owner_role@;
+ALTER OPERATOR FAMILY dbal.search_ops USING gin OWNER TO @owner_role@;
+ALTER OPERATOR CLASS dbal.search_ops USING gin OWNER TO @owner_role@;
+ALTER OPERATOR FAMILY dbal.name_trgm_ops USING gin OWNER TO @owner_role@;
+ALTER OPERATOR CLASS dbal.name_trgm_ops USING gin OWNER TO @owner_role@;
+REVOKE ALL ON FUNCTION dbal.tags_overlap(text[], text[]), dbal.search_match(tsvector, tsquery),
+    dbal.name_similar(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbal.tags_overlap(text[], text[]),
+    dbal.search_match(tsvector, tsquery), dbal.name_similar(text, text) TO @app_role@;
 
 SET LOCAL ROLE @owner_role@;
 
+DROP INDEX dbal.workflows_tags_idx;
+DROP INDEX dbal.workflows_search_idx;
+DROP INDEX dbal.workflows_name_trgm_idx;
 DROP INDEX dbal.workflows_tenant_updated_idx;
 DROP INDEX dbal.workflows_tenant_created_idx;
 CREATE INDEX workflows_tenant_updated_idx ON dbal.workflows (tenant_id, updated_at, id);
 CREATE INDEX workflows_tenant_created_idx ON dbal.workflows (tenant_id, created_at, id);
 CREATE INDEX workflows_tenant_name_idx ON dbal.workflows (tenant_id, name, id);
+CREATE INDEX workflows_tags_idx ON dbal.workflows USING gin (tags dbal.tags_ops);
+CREATE INDEX workflows_search_idx ON dbal.workflows USING gin (search_document dbal.search_ops);
+CREATE INDEX workflows_name_trgm_idx ON dbal.workflows USING gin (name dbal.name_trgm_ops);
 
 CREATE TABLE dbal.tenant_counters (
     tenant_id text   NOT NULL,
@@ -92,6 +176,7 @@ CREATE POLICY tenant_counters_owner_all ON dbal.tenant_counters FOR ALL TO @owne
     USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
 REVOKE ALL ON dbal.tenant_counters FROM PUBLIC;
 GRANT SELECT ON dbal.tenant_counters TO @app_role@;
+REVOKE ALL ON FUNCTION dbal.count_workflow_rows(), dbal.count_workflow_archive() FROM PUBLIC;
 
 DROP FUNCTION dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer);
 
@@ -196,12 +281,70 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer, text, uuid)
-    FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer, text, uuid)
     TO @app_role@;
-REVOKE ALL ON FUNCTION dbal.count_workflow_rows(), dbal.count_workflow_archive() FROM PUBLIC;
+
+-- filter_sql(filter): a WHERE condition over dbal.workflows (alias w) for a filter object with
+-- the keys enabled, is_locked (a live lease), category, created_by, name, ids, tags (any of),
+-- validation_status (as read: an expired 'valid' is 'stale'), last_execution_status, search
+-- (web-search syntax) and archived (true: only archived workflows, which the caller must also
+-- make visible with dbal.ctx_archived(); false or absent: live ones, as the policies show).
+-- Text keys take one value or a list of them. Values are quoted with
+-- format('%L'); an unknown key is VALIDATION_ERROR (422).
+CREATE OR REPLACE FUNCTION dbal.filter_sql(p_filter jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v_parts text[] := ARRAY['true'];
+    v_key text;
+    v_value jsonb;
+    v_list text[];  -- the value as a list of texts (a single value: a list of one)
+BEGIN
+    IF p_filter IS NULL OR p_filter = 'null'::jsonb THEN
+        RETURN 'true';
+    END IF;
+    IF jsonb_typeof(p_filter) <> 'object' THEN
+        PERFORM dbal.raise_error(422, 'filter must be an object');
+    END IF;
+    FOR v_key, v_value IN SELECT key, value FROM jsonb_each(p_filter) LOOP
+        CONTINUE WHEN v_value = 'null'::jsonb;
+        v_list := CASE WHEN jsonb_typeof(v_value) = 'array'
+                       THEN ARRAY(SELECT jsonb_array_elements_text(v_value))
+                       ELSE ARRAY[v_value #>> '{}'] END;
+        CASE v_key
+        WHEN 'enabled' THEN
+            v_parts := v_parts || format('w.enabled = %L::boolean', v_value #>> '{}');
+        WHEN 'archived' THEN
+            v_parts := v_parts || format('(w.archived_at IS NOT NULL) = %L::boolean',
+                                         v_value #>> '{}');
+        WHEN 'is_locked' THEN
+            v_parts := v_parts || format(
+                '(w.is_locked AND w.lock_expires_at > clock_timestamp()) = %L::boolean',
+                v_value #>> '{}');
+        WHEN 'category', 'created_by', 'name', 'last_execution_status' THEN
+            v_parts := v_parts || format('w.%I = ANY (%L::text[])', v_key, v_list);
+        WHEN 'validation_status' THEN
+            v_parts := v_parts || format(
+                'dbal.effective_validation_status(w.validation_status, w.valid_until, '
+                'w.validator_version) = ANY (%L::text[])', v_list);
+        WHEN 'ids' THEN
+            v_parts := v_parts || format('w.id = ANY (%L::uuid[])',
+                ARRAY(SELECT jsonb_array_elements_text(v_value)));
+        WHEN 'tags' THEN
+            v_parts := v_parts || format('w.tags OPERATOR(dbal.&&) %L::text[]', v_list);
+        WHEN 'search' THEN
+            v_parts := v_parts || format(
+                'w.search_document OPERATOR(dbal.@@) websearch_to_tsquery(''english''::regconfig, %L)',
+                dbal.check_search(v_value #>> '{}', 'filter.search'));
+        ELSE
+            PERFORM dbal.raise_error(422, format('unknown filter field %L', v_key),
+                                     jsonb_build_object('field', v_key));
+        END CASE;
+    END LOOP;
+    RETURN array_to_string(v_parts, ' AND ');
+END
+$$;
 
 -- api_search(tenant, user, role, text, limit): best matches first. Full-text (web-search
 -- syntax: "a -b", quoted phrases) over name, description and tags, ranking at most 1000
@@ -231,7 +374,7 @@ BEGIN
         SELECT r.rank, w
           FROM (SELECT c.id, (ts_rank(c.search_document, v_query) + 1)::real AS rank, c.name
                   FROM (SELECT x.id, x.name, x.search_document FROM dbal.workflows x
-                         WHERE x.tenant_id = p_tenant AND x.search_document @@ v_query
+                         WHERE x.tenant_id = p_tenant AND x.search_document OPERATOR(dbal.@@) v_query
                          LIMIT 1000) c
                  ORDER BY 2 DESC, c.name, c.id
                  LIMIT p_limit) r
@@ -251,10 +394,10 @@ BEGIN
               FROM (SELECT c.id, c.name, dbal_ext.similarity(c.name, v_positive) AS sim
                       FROM (SELECT x.id, x.name FROM dbal.workflows x
                              WHERE x.tenant_id = p_tenant
-                               AND x.name OPERATOR(dbal_ext.%) v_positive
-                               AND NOT (x.search_document @@ v_query)
+                               AND x.name OPERATOR(dbal.%) v_positive
+                               AND NOT (x.search_document OPERATOR(dbal.@@) v_query)
                                AND (numnode(v_excluded) = 0
-                                    OR NOT (x.search_document @@ v_excluded))
+                                    OR NOT (x.search_document OPERATOR(dbal.@@) v_excluded))
                              LIMIT 1000) c
                      WHERE dbal_ext.similarity(c.name, v_positive) >= 0.3
                      ORDER BY 3 DESC, c.name, c.id

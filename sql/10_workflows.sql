@@ -131,8 +131,10 @@ CREATE INDEX workflows_tenant_category_idx ON dbal.workflows (tenant_id, categor
 CREATE INDEX workflows_tenant_creator_idx ON dbal.workflows (tenant_id, created_by);
 CREATE INDEX workflows_tenant_validation_idx ON dbal.workflows (tenant_id, validation_status);
 CREATE INDEX workflows_locked_idx ON dbal.workflows (tenant_id, lock_expires_at) WHERE is_locked;
-CREATE INDEX workflows_tags_idx ON dbal.workflows USING gin (tags);
-CREATE INDEX workflows_search_idx ON dbal.workflows USING gin (search_document);
-CREATE INDEX workflows_name_trgm_idx ON dbal.workflows USING gin (name dbal_ext.gin_trgm_ops);
+-- The leakproof operator classes of sql/05_index_operators.sql: under row-level security only
+-- their operators (dbal.&&, dbal.@@, dbal.%) can be index conditions.
+CREATE INDEX workflows_tags_idx ON dbal.workflows USING gin (tags dbal.tags_ops);
+CREATE INDEX workflows_search_idx ON dbal.workflows USING gin (search_document dbal.search_ops);
+CREATE INDEX workflows_name_trgm_idx ON dbal.workflows USING gin (name dbal.name_trgm_ops);
 
 RESET ROLE;

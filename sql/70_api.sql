@@ -94,10 +94,10 @@ BEGIN
             v_parts := v_parts || format('w.id = ANY (%L::uuid[])',
                 ARRAY(SELECT jsonb_array_elements_text(v_value)));
         WHEN 'tags' THEN
-            v_parts := v_parts || format('w.tags && %L::text[]', v_list);
+            v_parts := v_parts || format('w.tags OPERATOR(dbal.&&) %L::text[]', v_list);
         WHEN 'search' THEN
             v_parts := v_parts || format(
-                'w.search_document @@ websearch_to_tsquery(''english''::regconfig, %L)',
+                'w.search_document OPERATOR(dbal.@@) websearch_to_tsquery(''english''::regconfig, %L)',
                 dbal.check_search(v_value #>> '{}', 'filter.search'));
         ELSE
             PERFORM dbal.raise_error(422, format('unknown filter field %L', v_key),
@@ -248,7 +248,7 @@ BEGIN
         SELECT r.rank, w
           FROM (SELECT c.id, (ts_rank(c.search_document, v_query) + 1)::real AS rank, c.name
                   FROM (SELECT x.id, x.name, x.search_document FROM dbal.workflows x
-                         WHERE x.tenant_id = p_tenant AND x.search_document @@ v_query
+                         WHERE x.tenant_id = p_tenant AND x.search_document OPERATOR(dbal.@@) v_query
                          LIMIT 1000) c
                  ORDER BY 2 DESC, c.name, c.id
                  LIMIT p_limit) r
@@ -268,10 +268,10 @@ BEGIN
               FROM (SELECT c.id, c.name, dbal_ext.similarity(c.name, v_positive) AS sim
                       FROM (SELECT x.id, x.name FROM dbal.workflows x
                              WHERE x.tenant_id = p_tenant
-                               AND x.name OPERATOR(dbal_ext.%) v_positive
-                               AND NOT (x.search_document @@ v_query)
+                               AND x.name OPERATOR(dbal.%) v_positive
+                               AND NOT (x.search_document OPERATOR(dbal.@@) v_query)
                                AND (numnode(v_excluded) = 0
-                                    OR NOT (x.search_document @@ v_excluded))
+                                    OR NOT (x.search_document OPERATOR(dbal.@@) v_excluded))
                              LIMIT 1000) c
                      WHERE dbal_ext.similarity(c.name, v_positive) >= 0.3
                      ORDER BY 3 DESC, c.name, c.id
