@@ -182,8 +182,10 @@ DROP FUNCTION dbal.api_list(text, text, text, jsonb, text, boolean, integer, int
 
 -- api_list(...): one page of the tenant's workflows matching the filter, sorted by p_sort
 -- (created_at, updated_at, last_executed_at, execution_count, name; NULLs last in both
--- directions) then id in the same direction. Each row carries the page's total, whether that
--- total is exact, and whether more rows follow the page. No row matches: one row with wf NULL.
+-- directions) then id in the same direction, as callers read them (the columns of
+-- pydbal/queries.py's workflow_columns: expired validation is 'stale', an expired lease
+-- unlocked), each row followed by the page's total, whether that total is exact, and whether
+-- more rows follow the page. No row matches: one row with only those three set.
 -- With {"archived": true} in the filter it lists archived workflows instead of live ones.
 --   * Keyset pages: p_after_key/p_after_id are the sort key (as text; NULL for a workflow with
 --     no last_executed_at) and id of the last row of the previous page; the page starts right
@@ -193,14 +195,29 @@ DROP FUNCTION dbal.api_list(text, text, text, jsonb, text, boolean, integer, int
 --     form) skips rows after that point.
 --   * total: without a filter (other than archived) the tenant's counter (sql/14_tenant_counters),
 --     exact and O(1); with a filter, matches are counted up to 1000: beyond that total is 1000
---     and total_exact false ("at least"). has_more comes from reading one row more than the page.
+--     and total_exact false ("at least"). has_more comes from reading one id more than the page.
+--   * Unfiltered pages sorted by created_at, updated_at or name are static statements (plans
+--     cached for the session); the others are built with format() and planned per call.
 CREATE FUNCTION dbal.api_list(
         p_tenant text, p_user text, p_role text, p_filter jsonb, p_sort text, p_desc boolean,
         p_offset integer, p_limit integer, p_after_key text DEFAULT NULL,
         p_after_id uuid DEFAULT NULL)
-    RETURNS TABLE (total bigint, total_exact boolean, has_more boolean, wf dbal.workflows)
+    RETURNS TABLE (
+        id uuid, tenant_id text, name text, description text, nodes jsonb, edges jsonb,
+        enabled boolean, version integer, execution_count bigint, last_executed_at timestamptz,
+        last_execution_status text, average_execution_time double precision,
+        created_at timestamptz, updated_at timestamptz, created_by text, updated_by text,
+        variables jsonb, config jsonb, tags text[], category text, validation_status text,
+        validation_errors jsonb, validated_at timestamptz, valid_until timestamptz,
+        validator_version integer, is_locked boolean, locked_by text, locked_at timestamptz,
+        lock_expires_at timestamptz, archived_at timestamptz,
+        total bigint, total_exact boolean, has_more boolean)
     LANGUAGE plpgsql
+    -- the static statements' plans are made once per session (custom plans were re-made on
+    -- every call: ~0.2 ms of a 0.4 ms page)
+    SET plan_cache_mode = force_generic_plan
     AS $$
+#variable_conflict use_column
 DECLARE
     c_cap constant integer := 1000;  -- filtered totals are exact up to this many matches
     v_where text;
@@ -208,9 +225,12 @@ DECLARE
     v_op text := CASE WHEN p_desc THEN '<' ELSE '>' END;
     v_type text;
     v_archived boolean;
+    v_plain boolean;
     v_total bigint;
     v_exact boolean := true;
-    v_page text;
+    v_ts timestamptz;
+    v_id uuid;
+    v_ids uuid[];
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
     v_type := CASE p_sort WHEN 'name' THEN 'text' WHEN 'execution_count' THEN 'bigint'
@@ -224,60 +244,130 @@ BEGIN
         PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
     END IF;
     PERFORM dbal.within(p_offset::bigint + p_limit, 'page', 'list_window');
-    v_where := dbal.filter_sql(p_filter);
-    v_archived := coalesce((p_filter ->> 'archived')::boolean, false);
-    IF v_archived THEN
-        PERFORM set_config('dbal.archived', 'visible', true);
+    IF p_filter IS NULL OR p_filter = '{}'::jsonb THEN
+        v_archived := false;
+        v_plain := true;
+    ELSE
+        v_where := dbal.filter_sql(p_filter);
+        v_archived := coalesce((p_filter ->> 'archived')::boolean, false);
+        v_plain := NOT EXISTS (SELECT FROM jsonb_each(p_filter) e
+                                WHERE e.key <> 'archived' AND e.value <> 'null');
+        IF v_archived THEN
+            PERFORM set_config('dbal.archived', 'visible', true);
+        END IF;
     END IF;
-    IF v_where = 'true' OR NOT EXISTS (SELECT FROM jsonb_each(p_filter) e
-                                        WHERE e.key <> 'archived' AND e.value <> 'null') THEN
+    IF v_plain THEN
         SELECT CASE WHEN v_archived THEN c.archived ELSE c.live END INTO v_total
           FROM dbal.tenant_counters c WHERE c.tenant_id = p_tenant;
         v_total := coalesce(v_total, 0);
-    ELSE
-        EXECUTE format('SELECT count(*) FROM (SELECT FROM dbal.workflows w
-                         WHERE w.tenant_id = $1 AND %s LIMIT $2) c', v_where)
-           INTO v_total USING p_tenant, c_cap + 1;
-        v_exact := v_total <= c_cap;
-        v_total := least(v_total, c_cap);
     END IF;
-    IF p_sort <> 'last_executed_at' THEN
-        v_page := format(
-            'SELECT w FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s AND %s
-              ORDER BY w.%I %s, w.id %s OFFSET $2 LIMIT $3',
-            v_where,
+
+    IF v_plain AND NOT v_archived AND p_sort IN ('created_at', 'updated_at') THEN
+        -- before the first row: a key past every row (±infinity with the extreme id)
+        IF p_after_id IS NULL THEN
+            v_ts := CASE WHEN p_desc THEN 'infinity'::timestamptz ELSE '-infinity' END;
+            v_id := CASE WHEN p_desc THEN 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid
+                         ELSE '00000000-0000-0000-0000-000000000000' END;
+        ELSE
+            v_ts := p_after_key::timestamptz;
+            v_id := p_after_id;
+        END IF;
+        IF p_sort = 'created_at' AND p_desc THEN
+            v_ids := ARRAY(SELECT w.id FROM dbal.workflows w
+                            WHERE w.tenant_id = p_tenant AND (w.created_at, w.id) < (v_ts, v_id)
+                            ORDER BY w.created_at DESC, w.id DESC OFFSET p_offset LIMIT p_limit + 1);
+        ELSIF p_sort = 'created_at' THEN
+            v_ids := ARRAY(SELECT w.id FROM dbal.workflows w
+                            WHERE w.tenant_id = p_tenant AND (w.created_at, w.id) > (v_ts, v_id)
+                            ORDER BY w.created_at, w.id OFFSET p_offset LIMIT p_limit + 1);
+        ELSIF p_desc THEN
+            v_ids := ARRAY(SELECT w.id FROM dbal.workflows w
+                            WHERE w.tenant_id = p_tenant AND (w.updated_at, w.id) < (v_ts, v_id)
+                            ORDER BY w.updated_at DESC, w.id DESC OFFSET p_offset LIMIT p_limit + 1);
+        ELSE
+            v_ids := ARRAY(SELECT w.id FROM dbal.workflows w
+                            WHERE w.tenant_id = p_tenant AND (w.updated_at, w.id) > (v_ts, v_id)
+                            ORDER BY w.updated_at, w.id OFFSET p_offset LIMIT p_limit + 1);
+        END IF;
+    ELSIF v_plain AND NOT v_archived AND p_sort = 'name' AND NOT (p_desc AND p_after_id IS NULL) THEN
+        -- names are never empty: ('', the smallest id) is before every row
+        IF p_desc THEN
+            v_ids := ARRAY(SELECT w.id FROM dbal.workflows w
+                            WHERE w.tenant_id = p_tenant AND (w.name, w.id) < (p_after_key, p_after_id)
+                            ORDER BY w.name DESC, w.id DESC OFFSET p_offset LIMIT p_limit + 1);
+        ELSE
+            v_ids := ARRAY(SELECT w.id FROM dbal.workflows w
+                            WHERE w.tenant_id = p_tenant
+                              AND (w.name, w.id) > (coalesce(p_after_key, ''), coalesce(p_after_id,
+                                   '00000000-0000-0000-0000-000000000000'::uuid))
+                            ORDER BY w.name, w.id OFFSET p_offset LIMIT p_limit + 1);
+        END IF;
+    ELSIF p_sort <> 'last_executed_at' THEN
+        EXECUTE format(
+            'SELECT ARRAY(SELECT w.id FROM dbal.workflows w WHERE w.tenant_id = $1 AND %s AND %s
+                           ORDER BY w.%I %s, w.id %s OFFSET $2 LIMIT $3)',
+            coalesce(v_where, 'true'),
             CASE WHEN p_after_id IS NULL THEN 'true'
                  ELSE format('(w.%I, w.id) %s ($4::%s, $5)', p_sort, v_op, v_type) END,
-            p_sort, v_dir, v_dir);
+            p_sort, v_dir, v_dir)
+           INTO v_ids USING p_tenant, p_offset, p_limit + 1, p_after_key, p_after_id;
     ELSE
         -- NULLS LAST in both directions: the rows with a key, then those without (by id), each
-        -- part read in index order and bounded by the page, then merged.
-        v_page := format(
-            'SELECT u.w FROM (
-                 (SELECT w, w.last_executed_at AS k, w.id AS i FROM dbal.workflows w
+        -- part read in key order and bounded by the page, then merged.
+        EXECUTE format(
+            'SELECT ARRAY(SELECT u.i FROM (
+                 (SELECT w.last_executed_at AS k, w.id AS i FROM dbal.workflows w
                    WHERE w.tenant_id = $1 AND %1$s AND w.last_executed_at IS NOT NULL AND %2$s
                    ORDER BY w.last_executed_at %4$s, w.id %4$s LIMIT $2 + $3)
                  UNION ALL
-                 (SELECT w, NULL::timestamptz, w.id FROM dbal.workflows w
+                 (SELECT NULL::timestamptz, w.id FROM dbal.workflows w
                    WHERE w.tenant_id = $1 AND %1$s AND w.last_executed_at IS NULL AND %3$s
                    ORDER BY w.id %4$s LIMIT $2 + $3)) u
-              ORDER BY u.k %4$s NULLS LAST, u.i %4$s OFFSET $2 LIMIT $3',
-            v_where,
+              ORDER BY u.k %4$s NULLS LAST, u.i %4$s OFFSET $2 LIMIT $3)',
+            coalesce(v_where, 'true'),
             CASE WHEN p_after_id IS NULL THEN 'true'
                  WHEN p_after_key IS NULL THEN 'false'
                  ELSE format('(w.last_executed_at, w.id) %s ($4::timestamptz, $5)', v_op) END,
             CASE WHEN p_after_id IS NULL OR p_after_key IS NOT NULL THEN 'true'
                  ELSE format('w.id %s $5', v_op) END,
-            v_dir);
+            v_dir)
+           INTO v_ids USING p_tenant, p_offset, p_limit + 1, p_after_key, p_after_id;
     END IF;
-    RETURN QUERY EXECUTE format(
-        'SELECT $6, $7, q.n > $8, q.w FROM (
-             SELECT p.w, count(*) OVER () AS n FROM (%s) p) q
-          LIMIT $8', v_page)
-        USING p_tenant, p_offset, p_limit + 1, p_after_key, p_after_id, v_total, v_exact, p_limit;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT v_total, v_exact, false, NULL::dbal.workflows;
+
+    IF NOT v_plain THEN
+        IF p_offset = 0 AND p_after_id IS NULL AND cardinality(v_ids) <= p_limit THEN
+            v_total := cardinality(v_ids);  -- the first page holds every match
+        ELSE
+            EXECUTE format('SELECT count(*) FROM (SELECT FROM dbal.workflows w
+                             WHERE w.tenant_id = $1 AND %s LIMIT $2) c', v_where)
+               INTO v_total USING p_tenant, c_cap + 1;
+            v_exact := v_total <= c_cap;
+            v_total := least(v_total, c_cap);
+        END IF;
     END IF;
+    IF cardinality(v_ids) = 0 THEN
+        total := v_total;
+        total_exact := v_exact;
+        has_more := false;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT w.id, w.tenant_id, w.name, w.description, w.nodes, w.edges, w.enabled, w.version,
+               w.execution_count, w.last_executed_at, w.last_execution_status,
+               w.average_execution_time, w.created_at, w.updated_at, w.created_by, w.updated_by,
+               w.variables, w.config, w.tags, w.category,
+               dbal.effective_validation_status(w.validation_status, w.valid_until,
+                                                w.validator_version),
+               w.validation_errors, w.validated_at, w.valid_until, w.validator_version,
+               w.is_locked AND w.lock_expires_at > clock_timestamp(),
+               CASE WHEN w.lock_expires_at > clock_timestamp() THEN w.locked_by END,
+               CASE WHEN w.lock_expires_at > clock_timestamp() THEN w.locked_at END,
+               CASE WHEN w.lock_expires_at > clock_timestamp() THEN w.lock_expires_at END,
+               w.archived_at, v_total, v_exact, cardinality(v_ids) > p_limit
+          FROM unnest(v_ids[1:p_limit]) WITH ORDINALITY AS u(id, n)
+          JOIN dbal.workflows w ON w.tenant_id = p_tenant AND w.id = u.id
+         ORDER BY u.n;
 END
 $$;
 

@@ -32,10 +32,11 @@ _RW = workflow_columns("(r.wf).")
 
 GET = f"SELECT {_W} FROM dbal.api_get($1::text, $2::text, $3::text, $4::uuid) w"
 
+# The workflow columns (as read) first, in Workflow's field order, then total, total_exact and
+# has_more: dbal.api_list computes them itself (no composite value to take apart here).
 LIST = (
-    f"SELECT r.total, r.total_exact, r.has_more, r.wf IS NULL AS empty, {_RW} FROM dbal.api_list("
-    "$1::text, $2::text, $3::text, $4::jsonb, $5::text, $6::boolean, $7::integer, $8::integer, "
-    "$9::text, $10::uuid) r"
+    "SELECT * FROM dbal.api_list($1::text, $2::text, $3::text, $4::jsonb, $5::text, "
+    "$6::boolean, $7::integer, $8::integer, $9::text, $10::uuid)"
 )
 
 SEARCH = (

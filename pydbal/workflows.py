@@ -382,7 +382,7 @@ class Workflows:
                 return Page[Workflow](items=[], total=0, has_more=False)
             first = rows[0]
             total, exact = int(first["total"]), bool(first["total_exact"])
-            if first["empty"]:
+            if first["id"] is None:
                 return Page[Workflow](items=[], total=total, has_more=False, total_exact=exact)
             items = [_workflow(r) for r in rows]
             more = bool(first["has_more"])
