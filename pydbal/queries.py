@@ -40,7 +40,7 @@ LIST = (
 )
 
 SEARCH = (
-    f"SELECT r.rank, {_RW} FROM dbal.api_search($1::text, $2::text, $3::text, $4::text, "
+    f"SELECT {_RW}, r.rank FROM dbal.api_search($1::text, $2::text, $3::text, $4::text, "
     "$5::integer) r"
 )
 

@@ -105,17 +105,20 @@ _WORKFLOW_FIELDS = tuple(Workflow.model_fields)
 _WORKFLOW_FIELDS_SET = frozenset(_WORKFLOW_FIELDS)
 
 
-def _workflow(rec: Mapping[str, Any]) -> Workflow:
-    """A Workflow from a row of ``queries.workflow_columns``.
+def _workflow(
+    rec: Mapping[str, Any], _new: Any = Workflow.__new__, _set: Any = object.__setattr__
+) -> Workflow:
+    """A Workflow from a row of ``queries.workflow_columns``: its first columns are the model's
+    fields in order (``tests/unit`` checks it), any after them (rank, total) are not read.
 
     The values come from the database's own CHECKed columns, decoded by asyncpg, so they are not
     validated again. This is what ``Workflow.model_construct`` does, without its per-field default
     handling (every field is present): a third of the cost, on every read."""
-    obj = Workflow.__new__(Workflow)
-    object.__setattr__(obj, "__dict__", {k: rec[k] for k in _WORKFLOW_FIELDS})
-    object.__setattr__(obj, "__pydantic_fields_set__", set(_WORKFLOW_FIELDS_SET))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj: Workflow = _new(Workflow)
+    _set(obj, "__dict__", dict(zip(_WORKFLOW_FIELDS, rec.values(), strict=False)))
+    _set(obj, "__pydantic_fields_set__", set(_WORKFLOW_FIELDS_SET))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
     return obj
 
 
