@@ -37,7 +37,9 @@ import asyncpg
 import pydbal
 from bench import data
 from bench.floor import COLUMNS, STATS, _init
+from bench.floor import GET as FLOOR_GET
 from pydbal import cursors
+from pydbal import queries as q
 from pydbal.migrate import migrate
 from pydbal.server import dsn_with
 
@@ -140,12 +142,19 @@ async def growth(admin: asyncpg.Connection, dsn: str, points: tuple[int, ...], n
             rare = await wf.list({"tags": ["rare"]})
             found = await wf.search("w123")
             assert len(check.items) == 20 and first.total == point and first.total_exact
+            some = first.items[3].id
+            ctx = (TENANT, "u-0", "admin")
+            list_args = (*ctx, "{}", "created_at", True, 0, 20, None, None)
             ops = {
                 "list page 1": lambda i: wf.list(),
+                "api_list alone (direct)": lambda i, a=list_args: floor.fetch(q.LIST, *a),
                 "keyset floor": lambda i: floor.fetch(FLOOR_KEYSET, TENANT),
                 "cursor 1,000 pages deep": lambda i, c=deep: wf.list(after=c),
                 "filtered list (rare tag)": lambda i: wf.list({"tags": ["rare"]}),
                 "search w123": lambda i: wf.search("w123"),
+                "get (uncached)": lambda i, w=some: wf.get(w),
+                "api_get alone (direct)": lambda i, w=some, c=ctx: floor.fetchrow(q.GET, *c, w),
+                "floor get": lambda i, w=some: floor.fetchrow(FLOOR_GET, TENANT, w),
             }
             res = await interleaved(ops, n, blocks=5, warmup=5)
             row = {
@@ -238,6 +247,8 @@ def verdicts(g: list[dict[str, Any]], s: list[dict[str, Any]]) -> list[tuple[str
         v.append((f"{op}: within 3x of its 1k time", worst <= 3, f"worst {worst:.2f}x"))
     worst = max(r["ms"]["list page 1"] / r["ms"]["keyset floor"] for r in g)
     v.append(("list page 1 within 1.5x of the keyset floor", worst <= 1.5, f"worst {worst:.2f}x"))
+    worst = max(r["ms"]["get (uncached)"] / r["ms"]["floor get"] for r in g)
+    v.append(("uncached get within 1.5x of the floor", worst <= 1.5, f"worst {worst:.2f}x"))
     if s:
         small = {
             (e["planner statistics"]): e["ms"] for e in s if e["executions"] == s[0]["executions"]
