@@ -196,6 +196,8 @@ DROP FUNCTION dbal.api_list(text, text, text, jsonb, text, boolean, integer, int
 --   * total: without a filter (other than archived) the tenant's counter (sql/14_tenant_counters),
 --     exact and O(1); with a filter, matches are counted up to 1000: beyond that total is 1000
 --     and total_exact false ("at least"). has_more comes from reading one id more than the page.
+--     A filtered list costs at most 1001 matches (counted, and the page sorted among them) and,
+--     past the cap, one ordered page.
 --   * Unfiltered pages sorted by created_at, updated_at or name are static statements (plans
 --     cached for the session); the others are built with format() and planned per call.
 CREATE FUNCTION dbal.api_list(
@@ -260,9 +262,29 @@ BEGIN
         SELECT CASE WHEN v_archived THEN c.archived ELSE c.live END INTO v_total
           FROM dbal.tenant_counters c WHERE c.tenant_id = p_tenant;
         v_total := coalesce(v_total, 0);
+    ELSE
+        -- one pass over at most c_cap + 1 matches (in any order, e.g. from a bitmap of the
+        -- filter's index): how many there are and, when that is all of them, the page among them
+        EXECUTE format(
+            'WITH m AS MATERIALIZED (SELECT w.id, w.%1$I AS k FROM dbal.workflows w
+                                      WHERE w.tenant_id = $1 AND %2$s LIMIT $6)
+             SELECT (SELECT count(*) FROM m),
+                    ARRAY(SELECT m.id FROM m WHERE %3$s
+                           ORDER BY m.k %4$s NULLS LAST, m.id %4$s OFFSET $2 LIMIT $3)',
+            p_sort, v_where,
+            CASE WHEN p_after_id IS NULL THEN 'true'
+                 WHEN p_after_key IS NULL THEN format('m.k IS NULL AND m.id %s $5', v_op)
+                 ELSE format('(m.k IS NULL OR (m.k, m.id) %s ($4::%s, $5))', v_op, v_type) END,
+            v_dir)
+           INTO v_total, v_ids
+          USING p_tenant, p_offset, p_limit + 1, p_after_key, p_after_id, c_cap + 1;
+        v_exact := v_total <= c_cap;
+        v_total := least(v_total, c_cap);
     END IF;
 
-    IF v_plain AND NOT v_archived AND p_sort IN ('created_at', 'updated_at') THEN
+    IF v_exact AND NOT v_plain THEN
+        NULL;  -- the page was read with the count
+    ELSIF v_plain AND NOT v_archived AND p_sort IN ('created_at', 'updated_at') THEN
         -- before the first row: a key past every row (±infinity with the extreme id)
         IF p_after_id IS NULL THEN
             v_ts := CASE WHEN p_desc THEN 'infinity'::timestamptz ELSE '-infinity' END;
@@ -334,17 +356,6 @@ BEGIN
            INTO v_ids USING p_tenant, p_offset, p_limit + 1, p_after_key, p_after_id;
     END IF;
 
-    IF NOT v_plain THEN
-        IF p_offset = 0 AND p_after_id IS NULL AND cardinality(v_ids) <= p_limit THEN
-            v_total := cardinality(v_ids);  -- the first page holds every match
-        ELSE
-            EXECUTE format('SELECT count(*) FROM (SELECT FROM dbal.workflows w
-                             WHERE w.tenant_id = $1 AND %s LIMIT $2) c', v_where)
-               INTO v_total USING p_tenant, c_cap + 1;
-            v_exact := v_total <= c_cap;
-            v_total := least(v_total, c_cap);
-        END IF;
-    END IF;
     IF cardinality(v_ids) = 0 THEN
         total := v_total;
         total_exact := v_exact;

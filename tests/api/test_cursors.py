@@ -104,6 +104,9 @@ async def test_cursor_pages_read_every_row_once_in_order(
     for limit in (1, 4, 23, 50):
         sort = {"field": field, "direction": direction}
         assert await _walk(scope, sort, limit) == expected, (field, direction, limit)
+        # a filter takes the other path (the page sorted among the counted matches)
+        filtered = await _walk(scope, sort, limit, filter={"enabled": True})
+        assert filtered == expected, (field, direction, limit, "filtered")
     # the offset form reads the same order
     first = await scope.workflows.list(sort=sort, limit=5, page=2)
     assert [w.id for w in first.items] == expected[5:10]
@@ -186,6 +189,23 @@ async def test_totals_exact_without_filter_capped_with_one(cold: pydbal.Database
     await scope.workflows.create_many(
         [valid_definition(f"rare {i}", tags=["rare"]) for i in range(3)]
     )
+    # past the cap, pages come from the ordered index walk: still every row once, in order
+    ids = await _walk(scope, {"field": "name", "direction": "asc"}, 100, filter={"tags": ["many"]})
+    assert ids == [
+        w.id
+        for w in sorted(
+            [
+                w
+                for p in [
+                    await scope.workflows.list({"tags": ["many"]}, limit=100, page=k)
+                    for k in range(1, 12)
+                ]
+                for w in p.items
+            ],
+            key=lambda w: w.name,
+        )
+    ]
+    assert len(ids) == len(set(ids)) == 1003
     plain = await scope.workflows.list(limit=10)
     assert (plain.total, plain.total_exact, plain.has_more) == (1006, True, True)
     many = await scope.workflows.list({"tags": ["many"]}, limit=10)
