@@ -14,7 +14,8 @@ Statistics: one workflow with 10k and then 1M executions (spread over 20 days); 
 (default, 7 days, the last hour, a window ending in the past), each measured right after the load
 (planner statistics stale) and after ANALYZE (fresh), against the raw percentile query.
 
-Writes ``bench/results/flat-<size>.json``, ``flat-<size>.md`` and ``flat-growth-<size>.png``.
+``python -m bench flat --size quick`` runs the same. Writes ``bench/results/flat-<size>.json``,
+``flat-<size>.md`` and ``flat-growth-<size>.png``.
 Targets: each read within 3x of its own 1k time, list page 1 within 1.5x of the keyset floor at
 every size; statistics at 1M within 2x of 10k and >= 50x faster than the raw percentile.
 """
@@ -330,7 +331,9 @@ def report(size: str, g: list[dict[str, Any]], s: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run(size: str, dsn: str, keep: bool, skip_stats: bool) -> None:
+async def run(
+    size: str, dsn: str, keep: bool, skip_stats: bool, out: Path = RESULTS
+) -> dict[str, Any]:
     points, exec_points, n = SIZES[size]
     name = f"pydbal_bench_flat_{secrets.token_hex(3)}"
     admin0 = await asyncpg.connect(dsn)
@@ -348,7 +351,6 @@ async def run(size: str, dsn: str, keep: bool, skip_stats: bool) -> None:
             admin0 = await asyncpg.connect(dsn)
             await admin0.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin0.close()
-    RESULTS.mkdir(exist_ok=True)
     result = {
         "size": size,
         "growth": g,
@@ -356,11 +358,18 @@ async def run(size: str, dsn: str, keep: bool, skip_stats: bool) -> None:
         "verdicts": [{"target": a, "held": b, "measured": c} for a, b, c in verdicts(g, s)],
         "measured_at": datetime.now(UTC).isoformat(),
     }
-    (RESULTS / f"flat-{size}.json").write_text(json.dumps(result, indent=1, default=str))
+    write(out, size, result)
+    return result
+
+
+def write(out: Path, size: str, result: dict[str, Any]) -> None:
+    out.mkdir(exist_ok=True)
+    g, s = result["growth"], result["stats"]
+    (out / f"flat-{size}.json").write_text(json.dumps(result, indent=1, default=str))
     text = report(size, g, s)
-    (RESULTS / f"flat-{size}.md").write_text(text)
+    (out / f"flat-{size}.md").write_text(text)
     try:
-        chart(g, RESULTS / f"flat-growth-{size}.png")
+        chart(g, out / f"flat-growth-{size}.png")
     except ImportError:
         log("matplotlib is not installed: no chart")
     print(text)
