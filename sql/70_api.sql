@@ -185,7 +185,7 @@ BEGIN
         PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
     END IF;
     PERFORM dbal.within(p_offset::bigint + p_limit, 'page', 'list_window');
-    IF p_filter IS NULL OR p_filter = '{}'::jsonb THEN
+    IF p_filter IS NULL OR p_filter IN ('{}'::jsonb, 'null'::jsonb) THEN
         v_archived := false;
         v_plain := true;
     ELSE

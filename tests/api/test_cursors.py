@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -321,3 +322,24 @@ async def test_counter_is_read_only_and_tenant_scoped(db: Any, cold: pydbal.Data
     ):
         with pytest.raises(Exception, match="permission denied"):
             await conn.execute(sql)
+
+
+async def test_direct_sql_filters_null_and_empty_are_unfiltered(db: Any, acme: Tenant) -> None:
+    await acme.workflows.create(valid_definition("one"))
+    conn = await db.connect()
+    for flt in (None, "{}", "null", '{"archived": false}', '{"name": null}'):
+        row = await conn.fetchrow(
+            "SELECT total, total_exact, has_more, name FROM dbal.api_list('acme', 'alice', "
+            "'admin', $1::jsonb, 'created_at', true, 0, 10)",
+            flt,
+        )
+        assert (row["total"], row["total_exact"], row["has_more"], row["name"]) == (
+            1,
+            True,
+            False,
+            "one",
+        ), flt
+    with pytest.raises(asyncpg.PostgresError, match="filter must be an object"):
+        await conn.fetch(
+            "SELECT * FROM dbal.api_list('acme', 'alice', 'admin', '[1]', 'name', true, 0, 10)"
+        )
