@@ -205,9 +205,16 @@ class Sort(_Input):
 
 
 class Page(_Model, Generic[T]):
+    """One page of a list. ``total``: the number of matches, exact when ``total_exact``; a
+    filtered list counts at most 1000 matches, beyond which ``total`` is 1000 and
+    ``total_exact`` false ("at least 1000"). ``next_cursor``: pass it as ``after=`` for the next
+    page (None on the last page)."""
+
     items: list[T]
     total: int
     has_more: bool
+    total_exact: bool = True
+    next_cursor: str | None = None
 
 
 class ExecutionStats(_Model):

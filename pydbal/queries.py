@@ -32,13 +32,15 @@ _RW = workflow_columns("(r.wf).")
 
 GET = f"SELECT {_W} FROM dbal.api_get($1::text, $2::text, $3::text, $4::uuid) w"
 
+# The workflow columns (as read) first, in Workflow's field order, then total, total_exact and
+# has_more: dbal.api_list computes them itself (no composite value to take apart here).
 LIST = (
-    f"SELECT r.total, r.wf IS NULL AS empty, {_RW} FROM dbal.api_list("
-    "$1::text, $2::text, $3::text, $4::jsonb, $5::text, $6::boolean, $7::integer, $8::integer) r"
+    "SELECT * FROM dbal.api_list($1::text, $2::text, $3::text, $4::jsonb, $5::text, "
+    "$6::boolean, $7::integer, $8::integer, $9::text, $10::uuid)"
 )
 
 SEARCH = (
-    f"SELECT r.rank, {_RW} FROM dbal.api_search($1::text, $2::text, $3::text, $4::text, "
+    f"SELECT {_RW}, r.rank FROM dbal.api_search($1::text, $2::text, $3::text, $4::text, "
     "$5::integer) r"
 )
 

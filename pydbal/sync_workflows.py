@@ -45,9 +45,10 @@ class SyncWorkflows(SyncOperations):
         sort: Sort | Mapping[str, Any] | None = None,
         page: int = 1,
         limit: int = 20,
+        after: str | None = None,
     ) -> Page[Workflow]:
         """Blocking :meth:`pydbal.workflows.Workflows.list`."""
-        return self._call(self._async.list(filter, sort, page, limit))
+        return self._call(self._async.list(filter, sort, page, limit, after))
 
     def find_first(
         self,
