@@ -202,6 +202,12 @@ async def ensure_roles(conn: Any, roles: Roles) -> None:
             await conn.execute(statement)
 
 
+async def _citus_present(conn: Any) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
+    )
+
+
 async def _ledger_exists(conn: Any) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"))
 
@@ -324,6 +330,11 @@ async def migrate(
         async with conn.transaction():
             await _take_runner_lock(conn, lock_timeout)
             applied = await _applied(conn)
+            citus = await _citus_present(conn)
+            if citus and not applied:
+                # a fresh install on a Citus coordinator: local objects first (no worker
+                # connections, so no role switching on workers), distributed below
+                await conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
             if not applied:
                 if await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):
                     raise MigrationError(
@@ -350,6 +361,11 @@ async def migrate(
                     await _execute_file(conn, path, roles)
             await _ensure_ledger(conn, roles)
             await close_public_temp(conn, roles)
+            if citus:
+                from pydbal.distribute import apply_distribution
+
+                await conn.execute("SET LOCAL citus.enable_ddl_propagation = on")
+                await apply_distribution(conn, roles, sql_path)
             if to_record:
                 await conn.executemany(
                     "INSERT INTO dbal.schema_migrations (name, checksum) VALUES ($1, $2)",
