@@ -15,6 +15,7 @@ Nothing here runs on a database without Citus: single-node semantics are those o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,11 @@ async def apply_distribution(conn: Any, roles: Roles, sql_dir: Path | None = Non
         )
     for setting in _SETTINGS:  # one statement each: Citus forwards a SET's whole query string
         await conn.execute(setting)
+    shards = os.environ.get("PYDBAL_CITUS_SHARD_COUNT")
+    if shards:  # shards per distributed table (Citus' default: citus.shard_count, 32)
+        if not shards.isdigit() or not 1 <= int(shards) <= 64000:
+            raise MigrationError(f"PYDBAL_CITUS_SHARD_COUNT must be 1..64000, not {shards!r}")
+        await conn.execute(f"SET LOCAL citus.shard_count = {int(shards)}")
     for path in distribution_files(sql_dir):
         text = render(path, roles)
         try:
