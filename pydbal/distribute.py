@@ -76,7 +76,19 @@ async def apply_distribution(conn: Any, roles: Roles, sql_dir: Path | None = Non
         if not shards.isdigit() or not 1 <= int(shards) <= 64000:
             raise MigrationError(f"PYDBAL_CITUS_SHARD_COUNT must be 1..64000, not {shards!r}")
         await conn.execute(f"SET LOCAL citus.shard_count = {int(shards)}")
+    distributed = bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_dist_partition "
+            "WHERE logicalrelid = to_regclass('dbal.workflows'))"
+        )
+    )
     for path in distribution_files(sql_dir):
+        # Files before 10_ reshape local objects: until dbal.workflows is distributed nothing
+        # of theirs may reach the workers (10_ sends everything, in dependency order).
+        local = not distributed and path.name < "10"
+        await conn.execute(
+            f"SET LOCAL citus.enable_ddl_propagation = {'off' if local else 'on'}"
+        )
         text = render(path, roles)
         try:
             await conn.execute(text)

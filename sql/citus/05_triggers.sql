@@ -17,9 +17,6 @@ BEGIN
                       AND tgname = 'workflows_after_insert') THEN
         RETURN;  -- done already
     END IF;
-    -- local changes to a local table: nothing to send to the workers yet (10_distribute.sql
-    -- propagates the function and the trigger with the table)
-    PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
 
     -- workflows_before_write(): the same rules as sql/30_workflow_triggers.sql, with
     -- dbal.content_changed() written out: on a shard, OLD and NEW have the shard's row type
@@ -129,6 +126,5 @@ BEGIN
     CREATE TRIGGER workflows_after_row
         AFTER INSERT OR UPDATE OR DELETE ON dbal.workflows
         FOR EACH ROW EXECUTE FUNCTION dbal.workflows_after_row();
-    PERFORM set_config('citus.enable_ddl_propagation', 'on', true);
 END
 $$;

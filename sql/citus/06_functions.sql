@@ -5,8 +5,9 @@
 -- (a `tenant_id = <the tenant>` condition it can prune on), and refuses volatile functions
 -- inside UPDATE statements on distributed tables. The functions below do what their
 -- single-node versions in sql/ do, written in those shapes:
---   * clear_expired_locks(tenant): one tenant's expired locks by an explicit tenant condition;
---     for all tenants (NULL, the operator's sweep) it goes tenant by tenant;
+--   * clear_expired_locks(tenant): one tenant's expired locks, row by row with an explicit
+--     tenant condition in each statement (a modifying CTE is planned as a distributed subplan
+--     that leaves the worker); for all tenants (NULL, the operator's sweep) tenant by tenant;
 --   * archive_rows(tenant, ids): the archive time is taken once (clock_timestamp()) before the
 --     UPDATE instead of inside it.
 -- Replaced before distribution (fresh install, `pydbal distribute`) and kept in step on every
@@ -19,6 +20,7 @@ CREATE OR REPLACE FUNCTION dbal.clear_expired_locks(p_tenant text) RETURNS integ
 DECLARE
     v_count integer := 0;
     v_tenant text;
+    r record;
 BEGIN
     IF p_tenant IS NULL THEN
         FOR v_tenant IN
@@ -29,25 +31,22 @@ BEGIN
         END LOOP;
         RETURN v_count;
     END IF;
-    WITH cleared AS (
-        UPDATE dbal.workflows w
+    FOR r IN
+        SELECT id, locked_by, lock_token, lock_expires_at FROM dbal.workflows
+         WHERE tenant_id = p_tenant AND is_locked AND lock_expires_at <= clock_timestamp()
+         ORDER BY id
+           FOR UPDATE
+    LOOP
+        UPDATE dbal.workflows
            SET is_locked = false, locked_by = NULL, locked_at = NULL, lock_expires_at = NULL
-          FROM (SELECT tenant_id, id, locked_by, lock_token, lock_expires_at
-                  FROM dbal.workflows
-                 WHERE tenant_id = p_tenant AND is_locked AND lock_expires_at <= clock_timestamp()
-                   FOR UPDATE) old
-         WHERE w.tenant_id = p_tenant AND w.id = old.id
-        RETURNING old.*
-    ), audited AS (
+         WHERE tenant_id = p_tenant AND id = r.id;
         INSERT INTO dbal.audit_log (tenant_id, user_id, user_role, operation, workflow_id, details)
-        SELECT c.tenant_id, coalesce(dbal.ctx_user(), session_user::text), dbal.ctx_role(),
-               'lock_expired', c.id,
-               jsonb_build_object('holder', c.locked_by, 'token', c.lock_token,
-                                  'expired_at', c.lock_expires_at)
-          FROM cleared c
-        RETURNING 1
-    )
-    SELECT count(*) INTO v_count FROM audited;
+        VALUES (p_tenant, coalesce(dbal.ctx_user(), session_user::text), dbal.ctx_role(),
+                'lock_expired', r.id,
+                jsonb_build_object('holder', r.locked_by, 'token', r.lock_token,
+                                   'expired_at', r.lock_expires_at));
+        v_count := v_count + 1;
+    END LOOP;
     RETURN v_count;
 END
 $$;
