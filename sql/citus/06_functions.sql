@@ -8,8 +8,9 @@
 --   * clear_expired_locks(tenant): one tenant's expired locks, row by row with an explicit
 --     tenant condition in each statement (a modifying CTE is planned as a distributed subplan
 --     that leaves the worker); for all tenants (NULL, the operator's sweep) tenant by tenant;
---   * archive_rows(tenant, ids): the archive time is taken once (clock_timestamp()) before the
---     UPDATE instead of inside it.
+--   * archive_rows(tenant, ids): row by row as well, the archive time taken once
+--     (clock_timestamp()) before the UPDATEs instead of inside them;
+--   * record_execution: finished_at of a completed pending run from a variable (below).
 -- Replaced before distribution (fresh install, `pydbal distribute`) and kept in step on every
 -- later run (CREATE OR REPLACE reaches the workers once the function is distributed).
 
@@ -58,35 +59,62 @@ CREATE OR REPLACE FUNCTION dbal.archive_rows(p_tenant text, p_ids uuid[]) RETURN
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
-    v_count integer;
+    v_count integer := 0;
     v_now timestamptz := clock_timestamp();
+    r record;
 BEGIN
     -- the archived row must stay visible to this UPDATE's own RETURNING (policies check new rows)
     PERFORM set_config('dbal.archived', 'visible', true);
-    WITH archived AS (
-        UPDATE dbal.workflows w
+    FOR r IN
+        SELECT x.id, x.name, x.version, x.is_locked, x.locked_by, x.lock_token
+          FROM dbal.workflows x
+         WHERE x.tenant_id = p_tenant AND x.id = ANY (p_ids)
+         ORDER BY x.id
+           FOR UPDATE
+    LOOP
+        UPDATE dbal.workflows
            SET archived_at = v_now, archived_by = dbal.ctx_user(),
                is_locked = false, locked_by = NULL, locked_at = NULL, lock_expires_at = NULL
-          FROM (SELECT x.id, x.is_locked, x.locked_by, x.lock_token FROM dbal.workflows x
-                 WHERE x.tenant_id = p_tenant AND x.id = ANY (p_ids)) old
-         WHERE w.tenant_id = p_tenant AND w.id = old.id
-        RETURNING w.id, w.name, w.version, old.is_locked, old.locked_by, old.lock_token
-    ), audited AS (
+         WHERE tenant_id = p_tenant AND id = r.id;
         INSERT INTO dbal.audit_log (tenant_id, user_id, user_role, operation, workflow_id, details)
-        SELECT p_tenant, coalesce(dbal.ctx_user(), session_user::text), dbal.ctx_role(),
-               'archive', a.id,
-               jsonb_build_object('name', a.name, 'version', a.version)
-               || CASE WHEN a.is_locked
-                       THEN jsonb_build_object('released_lock', jsonb_build_object(
-                                'holder', a.locked_by, 'token', a.lock_token))
-                       ELSE '{}'::jsonb END
-          FROM archived a
-        RETURNING 1
-    )
-    SELECT count(*) INTO v_count FROM audited;
+        VALUES (p_tenant, coalesce(dbal.ctx_user(), session_user::text), dbal.ctx_role(),
+                'archive', r.id,
+                jsonb_build_object('name', r.name, 'version', r.version)
+                || CASE WHEN r.is_locked
+                        THEN jsonb_build_object('released_lock', jsonb_build_object(
+                                 'holder', r.locked_by, 'token', r.lock_token))
+                        ELSE '{}'::jsonb END);
+        v_count := v_count + 1;
+    END LOOP;
     PERFORM set_config('dbal.archived', '', true);
     RETURN v_count;
 END
 $$;
 ALTER FUNCTION dbal.archive_rows(text, uuid[]) OWNER TO @owner_role@;
 REVOKE ALL ON FUNCTION dbal.archive_rows(text, uuid[]) FROM PUBLIC;
+
+-- record_execution: completing a pending run computes finished_at from the key's started_at
+-- (equal to the row's, which the UPDATE matches on) instead of the row's column, since Citus
+-- refuses STABLE functions of columns (timestamptz + interval) in an UPDATE. Derived from the
+-- installed definition, so the rest of the function stays the one of sql/41_record_execution.sql;
+-- fails loudly when that definition no longer has the expected shape.
+DO $$
+DECLARE
+    v_old constant text := 'finished_at = e.started_at + make_interval(secs => p_duration_ms / 1000.0)';
+    v_new constant text := 'finished_at = v_key.started_at + make_interval(secs => p_duration_ms / 1000.0)';
+    v_def text;
+    r record;
+BEGIN
+    FOR r IN SELECT p.oid FROM pg_proc p
+              WHERE p.pronamespace = 'dbal'::regnamespace AND p.proname = 'record_execution'
+    LOOP
+        v_def := pg_get_functiondef(r.oid);
+        CONTINUE WHEN position(v_new IN v_def) > 0;  -- reshaped already
+        IF position(v_old IN v_def) = 0 THEN
+            RAISE EXCEPTION 'sql/citus/06_functions.sql: dbal.record_execution changed shape; '
+                            'update the Citus rewrite';
+        END IF;
+        EXECUTE replace(v_def, v_old, v_new);
+    END LOOP;
+END
+$$;
