@@ -52,9 +52,14 @@ CITUS_SUITES = (
     "test_locks.py",
     "test_stats.py",
     "api/test_exec.py",
-    "analysts/test_analyst_isolation.py",
 )
 CITUS_SHARD_COUNT = 4
+#: Why tests calling an entry point with a NULL tenant do not run through Citus.
+CITUS_NULL_TENANT = (
+    "Citus 13.2.2 crashes the coordinator (SIGSEGV) planning a delegated call whose tenant "
+    "argument is NULL: function_call_delegation.c hashes the NULL without a constisnull check "
+    "(docs/scale-out.md, 'Known limits')"
+)
 RUN_ID = f"{secrets.token_hex(3)}_{os.getpid()}"
 _counter = iter(range(1, 1_000_000))
 
