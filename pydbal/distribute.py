@@ -43,6 +43,9 @@ _SETTINGS = (
     "SET LOCAL citus.multi_shard_modify_mode = 'sequential'",
     "SET LOCAL citus.propagate_set_commands = 'local'",
     "SET LOCAL check_function_bodies = off",
+    # rows moving into the shards are not new writes: no trigger may fire for them (history,
+    # audit, timestamps) on the coordinator or on the workers
+    "SET LOCAL session_replication_role = replica",
 )
 
 
