@@ -23,7 +23,7 @@ import asyncpg
 
 from pydbal.migrate import MigrationError, Roles, render, resolve_roles, schema_dirs
 
-__all__ = ["citus_dir", "citus_present", "distribute", "distribution_files", "apply_distribution"]
+__all__ = ["apply_distribution", "citus_dir", "citus_present", "distribute", "distribution_files"]
 
 
 def citus_dir(sql_dir: Path | None = None) -> Path:
@@ -89,9 +89,7 @@ async def apply_distribution(conn: Any, roles: Roles, sql_dir: Path | None = Non
         # Files before 10_ reshape local objects: until dbal.workflows is distributed nothing
         # of theirs may reach the workers (10_ sends everything, in dependency order).
         local = not distributed and path.name < "10"
-        await conn.execute(
-            f"SET LOCAL citus.enable_ddl_propagation = {'off' if local else 'on'}"
-        )
+        await conn.execute(f"SET LOCAL citus.enable_ddl_propagation = {'off' if local else 'on'}")
         text = render(path, roles)
         try:
             await conn.execute(text)

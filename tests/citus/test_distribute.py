@@ -17,6 +17,11 @@ import asyncpg
 import pytest
 from dbhelpers import create_workflow
 
+from pydbal import queries as q
+from pydbal.distribute import distribute
+from pydbal.migrate import migrate
+from pydbal.server import dsn_with
+
 from conftest import (
     APP_LOGIN,
     RUN_ID,
@@ -25,16 +30,17 @@ from conftest import (
     drop_citus_database,
     node_dsn,
 )
-from pydbal import queries as q
-from pydbal.distribute import distribute
-from pydbal.migrate import migrate
-from pydbal.server import dsn_with
 
 pytestmark = pytest.mark.citus
 
 TENANT_TABLES = {
-    "dbal.workflows", "dbal.workflow_versions", "dbal.audit_log", "dbal.workflow_executions",
-    "dbal.execution_keys", "dbal.workflow_stats_hourly", "dbal.workflow_stats_daily",
+    "dbal.workflows",
+    "dbal.workflow_versions",
+    "dbal.audit_log",
+    "dbal.workflow_executions",
+    "dbal.execution_keys",
+    "dbal.workflow_stats_hourly",
+    "dbal.workflow_stats_daily",
 }
 
 
@@ -95,8 +101,11 @@ async def test_fresh_install_is_distributed_by_tenant(db: TestDatabase) -> None:
         "WHERE logicalrelid = 'dbal.schema_migrations'::regclass)"
     )
     by_tenant = [f for f in got["functions"] if "api_" in f["fn"] or "lock" in f["fn"]]
-    assert by_tenant and all(f["arg"] is not None and f["force_delegation"] for f in by_tenant
-                             if f["fn"] != "dbal.sweep_expired_locks()")
+    assert by_tenant and all(
+        f["arg"] is not None and f["force_delegation"]
+        for f in by_tenant
+        if f["fn"] != "dbal.sweep_expired_locks()"
+    )
     assert all(f["distributed"] for f in got["functions"])
     # every shard of every tenant table: RLS enabled and forced, on the worker that holds it
     for rel in sorted(TENANT_TABLES):
@@ -133,8 +142,17 @@ async def test_distribute_in_place_keeps_the_data_and_equals_a_fresh_install(
                 ids[tenant] = [await create_workflow(app, tenant, f"w{i}") for i in range(3)]
                 for wf in ids[tenant]:
                     await app.fetch(
-                        q.RECORD_EXECUTION, tenant, "u1", "admin", wf, "success", 5.0,
-                        str(uuid.uuid4()), None, None, None,
+                        q.RECORD_EXECUTION,
+                        tenant,
+                        "u1",
+                        "admin",
+                        wf,
+                        "success",
+                        5.0,
+                        str(uuid.uuid4()),
+                        None,
+                        None,
+                        None,
                     )
         finally:
             await app.close()
@@ -188,8 +206,9 @@ async def test_distribute_in_place_keeps_the_data_and_equals_a_fresh_install(
             for tenant, wfs in ids.items():
                 page = await app.fetch(q.LIST, tenant, "u1", "admin", None, "name", False, 0, 20)
                 assert sorted(r["id"] for r in page) == sorted(wfs)
-                got = await app.fetchrow(q.EXECUTION_STATS, tenant, "u1", "admin", wfs[0],
-                                         None, None)
+                got = await app.fetchrow(
+                    q.EXECUTION_STATS, tenant, "u1", "admin", wfs[0], None, None
+                )
                 assert got["total"] == 1 and got["success"] == 1
         finally:
             await app.close()
