@@ -1,6 +1,6 @@
 """Helpers of the Citus tests: where a tenant lives, and which nodes a statement touched.
 
-Every test here needs ``$PYDBAL_TEST_CITUS_DSN`` (see tests/conftest.py) and skips without it.
+Every test here needs ``$PYDBAL_TEST_CITUS_DSN`` and skips without it (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -8,14 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-import pytest
-
-from conftest import CITUS_DSN
-
-pytestmark = pytest.mark.skipif(
-    not CITUS_DSN, reason="needs a Citus coordinator: set PYDBAL_TEST_CITUS_DSN (.ci/citus.sh up)"
-)
 
 _SERVER = re.compile(r"on server (?P<user>[^@]+)@(?P<host>[^:]+):(?P<port>\d+)")
 
