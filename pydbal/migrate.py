@@ -13,6 +13,11 @@ Layout (fixed conventions):
 A run is one transaction serialised per database by ``pg_advisory_xact_lock``; the three roles are
 created beforehand (roles are cluster-wide, so that step tolerates concurrent runners on other
 databases of the same server). Migrating requires a superuser.
+
+On a Citus coordinator (the database has the ``citus`` extension) a fresh install creates the
+schema as local objects (DDL propagation off) and then, in the same transaction, distributes it
+by tenant (:mod:`pydbal.distribute`, ``sql/citus/*.sql``); upgrading a distributed install is
+refused for now (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -357,6 +362,12 @@ async def migrate(
                 _verify_applied(applied, by_name)
                 done = {name for name, _ in applied}
                 to_record = [p for p in migrations if p.stem not in done]
+                if citus and to_record:
+                    raise MigrationError(
+                        "upgrading a distributed (Citus) install is not supported yet: "
+                        f"{', '.join(p.stem for p in to_record)} would run DDL on distributed "
+                        "tables as the NOLOGIN owner. See docs/scale-out.md, 'Upgrades'"
+                    )
                 for path in to_record:
                     await _execute_file(conn, path, roles)
             await _ensure_ledger(conn, roles)
