@@ -52,6 +52,7 @@ CITUS_SUITES = (
     "test_locks.py",
     "test_stats.py",
     "api/test_exec.py",
+    "analysts/test_analyst_isolation.py",
 )
 CITUS_SHARD_COUNT = 4
 #: Why tests calling an entry point with a NULL tenant do not run through Citus.

@@ -113,3 +113,25 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Privileges on the workers equal the coordinator's. Citus creates a propagated function with
+-- PostgreSQL's default ACL (EXECUTE for PUBLIC) and then replays the explicit GRANTs only; a
+-- delegated call is checked for EXECUTE on the worker, not on the coordinator, so without this
+-- any login could call any entry point through the coordinator. The REVOKE is a no-op on the
+-- coordinator (sql/90_grants.sql revoked it there) and reaches every worker.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT p.oid::regprocedure::text AS fn
+          FROM pg_proc p
+         WHERE p.pronamespace = 'dbal'::regnamespace
+           AND NOT EXISTS (SELECT FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                            WHERE a.grantee = 0)  -- not executable by PUBLIC here
+         ORDER BY 1
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', r.fn);
+    END LOOP;
+END
+$$;

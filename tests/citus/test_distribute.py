@@ -19,7 +19,7 @@ from dbhelpers import create_workflow
 
 from pydbal import queries as q
 from pydbal.distribute import distribute
-from pydbal.migrate import migrate
+from pydbal.migrate import MigrationError, migrate
 from pydbal.server import dsn_with
 
 from conftest import (
@@ -27,6 +27,7 @@ from conftest import (
     RUN_ID,
     TestDatabase,
     citus_nodes,
+    copy_real_schema,
     drop_citus_database,
     node_dsn,
 )
@@ -192,6 +193,7 @@ async def test_distribute_in_place_keeps_the_data_and_equals_a_fresh_install(
         assert summary["distributed_tables"] == len(TENANT_TABLES)
         assert summary["reference_tables"] == 1
         assert await distribute(dsn) == summary  # idempotent
+        assert await migrate(dsn) == []  # up to date, and the distribution step is a no-op
 
         # 3. same rows, same catalog as a fresh distributed install, same answers
         admin = await asyncpg.connect(dsn)
@@ -215,3 +217,44 @@ async def test_distribute_in_place_keeps_the_data_and_equals_a_fresh_install(
     finally:
         if os.environ.get("PYDBAL_KEEP_DBS") is None:
             await drop_citus_database(pg_dsn, name)
+
+
+async def test_upgrading_a_distributed_install_is_refused_with_the_reason(
+    db: TestDatabase, tmp_path: Any
+) -> None:
+    sql_dir, migrations_dir = copy_real_schema(tmp_path)
+    (migrations_dir / "9999_next.sql").write_text("CREATE TABLE dbal.next (tenant_id text);\n")
+    with pytest.raises(MigrationError, match="upgrading a distributed"):
+        await migrate(db.dsn, sql_dir=sql_dir, migrations_dir=migrations_dir)
+    admin = await db.connect(as_app=False)
+    assert await admin.fetchval("SELECT to_regclass('dbal.next')") is None
+
+
+async def test_privileges_on_every_worker_equal_the_coordinators(
+    db: TestDatabase, pg_dsn: str
+) -> None:
+    """A delegated call is checked for EXECUTE on the worker, not on the coordinator: the
+    workers' function and table privileges must be the coordinator's (no PUBLIC EXECUTE)."""
+    acl_sql = (
+        "SELECT 'f ' || p.oid::regprocedure::text AS obj, "
+        "coalesce(p.proacl, acldefault('f', p.proowner))::text AS acl "
+        "FROM pg_proc p WHERE p.pronamespace = 'dbal'::regnamespace "
+        "UNION ALL SELECT 't ' || c.oid::regclass::text, c.relacl::text FROM pg_class c "
+        "WHERE c.relnamespace = 'dbal'::regnamespace AND c.relkind IN ('r', 'p') "
+        "AND NOT c.relispartition AND c.relname <> 'schema_migrations' "
+        "UNION ALL SELECT 's ' || nspname, nspacl::text FROM pg_namespace "
+        "WHERE nspname IN ('dbal', 'dbal_ext') ORDER BY 1"
+    )
+    nodes = await citus_nodes(pg_dsn)
+    acls = []
+    for host, port in nodes:
+        conn = await asyncpg.connect(node_dsn(pg_dsn, host, port, db.name))
+        try:
+            acls.append({r["obj"]: r["acl"] for r in await conn.fetch(acl_sql)})
+        finally:
+            await conn.close()
+    coordinator, workers = acls[0], acls[1:]
+    assert any(k.startswith("f dbal.api_get") for k in coordinator)
+    assert not [k for k, v in coordinator.items() if v and ("{=" in v or ",=" in v)]
+    for worker in workers:
+        assert worker == coordinator
