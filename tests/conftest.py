@@ -53,6 +53,10 @@ CITUS_SUITES = (
     "test_stats.py",
     "api/test_exec.py",
     "analysts/test_analyst_isolation.py",
+    "api/test_crud.py",
+    "api/test_reads.py",
+    "api/test_transfer.py",
+    "api/test_cross_tenant.py",
 )
 CITUS_SHARD_COUNT = 4
 #: Why tests calling an entry point with a NULL tenant do not run through Citus.

@@ -10,7 +10,8 @@
 --     that leaves the worker); for all tenants (NULL, the operator's sweep) tenant by tenant;
 --   * archive_rows(tenant, ids): row by row as well, the archive time taken once
 --     (clock_timestamp()) before the UPDATEs instead of inside them;
---   * record_execution: finished_at of a completed pending run from a variable (below).
+--   * record_execution: finished_at of a completed pending run from a variable (below);
+--   * changeable_sql(): the request's role, user and time as literals (below).
 -- Replaced before distribution (fresh install, `pydbal distribute`) and kept in step on every
 -- later run (CREATE OR REPLACE reaches the workers once the function is distributed).
 
@@ -118,3 +119,17 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- changeable_sql(): the bulk writes' condition with the request's admin flag, user and the
+-- current time written in as literals. Citus refuses, in the WHERE clause of an UPDATE on a
+-- distributed table, volatile functions (clock_timestamp()) and non-immutable ones inside
+-- COALESCE/CASE (dbal.ctx_is_admin() inlines to one); the rule is the one of sql/70_api.sql,
+-- evaluated when the statement is built, just before it runs. STABLE instead of IMMUTABLE.
+CREATE OR REPLACE FUNCTION dbal.changeable_sql() RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+        SELECT format('(%L::boolean OR w.created_by = %L)'
+                      ' AND NOT (w.is_locked AND w.lock_expires_at > %L::timestamptz'
+                      ' AND w.locked_by <> %L)',
+                      dbal.ctx_is_admin(), dbal.ctx_user(), clock_timestamp(), dbal.ctx_user())
+    $$;
