@@ -71,6 +71,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         frac >= 0.5,
         f"{frac:.3f}× the floor's throughput",
     )
+    rec = ops.get("record executions, batched recorder (16 producers)")
+    if rec is not None:
+        r = rec["systems"]["pydbal"]["rate"]
+        per_call = s["pydbal"]["rate"]
+        add(
+            "batched recorder ≥ 10× record_execution at concurrency 16",
+            r / per_call,
+            r / per_call >= 10,
+            f"{r:,.0f} vs {per_call:,.0f} executions/s: {r / per_call:.1f}×",
+        )
+        add("batched recorder ≥ 5,000 executions/s", r, r >= 5000, f"{r:,.0f} executions/s")
+        frac = r / rec["systems"]["floor"]["rate"]
+        add(
+            "batched recorder ≥ 0.3× the floor's batched INSERT … SELECT unnest",
+            frac,
+            frac >= 0.3,
+            f"{frac:.3f}× the floor's throughput",
+        )
     g = results.get("growth_exec")
     if g and g["points"]:
         speed = g["floor"][-1] / g["pydbal"][-1]

@@ -138,8 +138,7 @@ BEGIN
                o.variables, o.config, coalesce(o.updated_by, o.created_by), o.updated_at,
                coalesce(n.updated_by, v_user), n.updated_at
         FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
-        WHERE (o.nodes, o.edges, o.variables, o.config) IS DISTINCT FROM (n.nodes, n.edges, n.variables, n.config)
-        ON CONFLICT (tenant_id, workflow_id, version) DO NOTHING;
+        WHERE (o.nodes, o.edges, o.variables, o.config) IS DISTINCT FROM (n.nodes, n.edges, n.variables, n.config);
 
         INSERT INTO dbal.audit_log (tenant_id, user_id, user_role, operation, workflow_id,
                                     changed_fields, details)

@@ -8,6 +8,8 @@ async with pydbal.connect() as db:
 
 from pydbal.database import Database, SchemaOutdatedError, Tenant, connect
 from pydbal.errors import DBALError, ErrorCode
+from pydbal.health import Health
+from pydbal.instrument import DatabaseClosedError, TelemetryOptions
 from pydbal.models import (
     AuditEntry,
     CreateWorkflowInput,
@@ -23,6 +25,7 @@ from pydbal.models import (
     WorkflowFilter,
     WorkflowVersion,
 )
+from pydbal.sync import SyncDatabase, SyncTenant, connect_sync
 from pydbal.validation import (
     VALIDATOR_VERSION,
     ValidationIssue,
@@ -38,15 +41,20 @@ __all__ = [
     "CreateWorkflowInput",
     "DBALError",
     "Database",
+    "DatabaseClosedError",
     "ErrorCode",
     "Execution",
     "ExecutionStats",
     "ExportBundle",
+    "Health",
     "Lock",
     "Page",
     "RecordedExecution",
     "SchemaOutdatedError",
     "Sort",
+    "SyncDatabase",
+    "SyncTenant",
+    "TelemetryOptions",
     "Tenant",
     "UpdateWorkflowInput",
     "ValidationIssue",
@@ -56,5 +64,6 @@ __all__ = [
     "WorkflowVersion",
     "__version__",
     "connect",
+    "connect_sync",
     "validate_definition",
 ]

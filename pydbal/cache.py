@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import TypeAdapter
 
+from pydbal.instrument import note_cache
 from pydbal.models import ExecutionStats, Page, Workflow
 from pydbal.validation import ValidationReport
 
@@ -313,6 +314,33 @@ class Cache:
             ident = db.dsn
         return hashlib.blake2b(ident.encode(), digest_size=8).hexdigest()
 
+    async def stop_background(self) -> None:
+        """Stop the re-validator (the first step of closing: it starts operations of its own)."""
+        if self._revalidator is not None:
+            await self._revalidator.stop()
+
+    def background(self) -> dict[str, bool]:
+        """The background tasks that should be running, and whether each is alive."""
+        tasks: dict[str, bool] = {}
+        if self._revalidator is not None:
+            tasks["revalidator"] = self._revalidator.alive
+        if not isinstance(self._backend, LocalWarm):
+            tasks.update(self._backend.background())
+        return tasks
+
+    @property
+    def redis(self) -> dict[str, Any]:
+        """Whether Redis is configured, answering, and its error and outage counts."""
+        backend = self._backend
+        if isinstance(backend, LocalWarm):
+            return {"configured": False, "available": None, "errors": 0, "outages": 0}
+        return {
+            "configured": True,
+            "available": backend.available,
+            "errors": backend.errors,
+            "outages": backend.outages,
+        }
+
     async def close(self) -> None:
         if self._revalidator is not None:
             await self._revalidator.stop()
@@ -479,6 +507,7 @@ class Cache:
         self._touch(tenant)
         if self.hot_enabled:
             hit, value = self._hot_get(tenant, workflow_id)
+            note_cache("hot", hit)
             if hit:
                 self._hot_c.hits += 1
                 return cast(T, value)
@@ -520,6 +549,7 @@ class Cache:
         vk, data = await self._backend.lookup(tenant, kind, key_hash, workflow_id)
         if vk is None:  # Redis unavailable: straight from the database
             self._bypassed += 1
+            note_cache("warm", False)
             return await self._flight(("down", tenant, kind, key, self._gen(tenant)), loader)
         ttl = self.warm_ttl
         if kind in ("list", "search") and '"validation_status"' in key:
@@ -530,6 +560,7 @@ class Cache:
         memo = self._memo.get(vk)
         if memo is not None and memo[1] > time.monotonic():
             self._warm_c.hits += 1
+            note_cache("warm", True)
             return cast(T, memo[0])
         if data is not None:
             try:
@@ -539,11 +570,13 @@ class Cache:
             else:
                 if tenant_ok(value, tenant):
                     self._warm_c.hits += 1
+                    note_cache("warm", True)
                     limit = clock_limit(value)
                     self._remember(vk, value, ttl if limit is None else min(ttl, limit))
                     return cast(T, value)
                 log.error("warm cache entry of another tenant refused for tenant %r", tenant)
         self._warm_c.misses += 1
+        note_cache("warm", False)
 
         async def load() -> T:
             value = await loader()

@@ -199,6 +199,13 @@ class RedisWarm:
             with contextlib.suppress(Exception):
                 await client.aclose(close_connection_pool=True)
 
+    def background(self) -> dict[str, bool]:
+        """The pub/sub listener (when used) and whether it is alive."""
+        if not self.use_pubsub:
+            return {}
+        alive = self._listener is not None and not self._listener.done()
+        return {"redis_pubsub": alive}
+
     # -- keys ---------------------------------------------------------------------------------
     def _prefix(self, tenant: str) -> str:
         return f"pydbal:{{{self.namespace}:{quote(tenant, safe='')}}}"

@@ -1,7 +1,8 @@
-"""``pydbal`` / ``python -m pydbal``: one function per subcommand, registered in ``_COMMANDS``.
+"""pydbal: multi-tenant workflow storage on PostgreSQL — schema, operations and analysts.
 
-To add a subcommand, write ``add_<name>_parser(subparsers)`` that sets ``func=cmd_<name>`` and
-``cmd_<name>(args) -> int``, and list the adder in ``_COMMANDS``.
+Every command has ``--help``. Exit codes: 0 all went well, 1 some items failed, 2 usage error or
+no database (docs/cli.md). Maintainers: each subcommand is ``add_<name>_parser(subparsers)``
+setting ``func=cmd_<name>``, listed in ``_COMMANDS`` below.
 """
 
 from __future__ import annotations
@@ -48,32 +49,48 @@ def add_migrate_parser(subparsers: _SubParsers) -> None:
         metavar="SECONDS",
         help="wait at most this long for another runner's lock, then name it (default 60)",
     )
+    parser.add_argument(
+        "--no-schedule",
+        action="store_true",
+        help="do not register the maintenance job with pg_cron (done by default where installed)",
+    )
     parser.set_defaults(func=cmd_migrate)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from pydbal.maintenance import schedule_cron
     from pydbal.migrate import MigrationError, migrate
     from pydbal.server import EmbeddedServerUnavailable, resolve_dsn
 
+    async def body(dsn: str) -> tuple[list[str], str | None]:
+        applied = await migrate(
+            dsn,
+            mode=args.mode,
+            owner_role=args.owner_role,
+            app_role=args.app_role,
+            analyst_role=args.analyst_role,
+            lock_timeout=args.lock_timeout,
+        )
+        job = None if args.no_schedule else await schedule_cron(dsn)
+        return applied, job
+
     try:
         dsn = resolve_dsn(args.dsn)
-        applied = asyncio.run(
-            migrate(
-                dsn,
-                mode=args.mode,
-                owner_role=args.owner_role,
-                app_role=args.app_role,
-                analyst_role=args.analyst_role,
-                lock_timeout=args.lock_timeout,
-            )
-        )
-    except (MigrationError, EmbeddedServerUnavailable) as exc:
+        applied, job = asyncio.run(body(dsn))
+    except EmbeddedServerUnavailable as exc:  # no database: exit 2, as docs/cli.md says
+        print(f"pydbal migrate: {exc}", file=sys.stderr)
+        return 2
+    except MigrationError as exc:
         print(f"pydbal migrate: {exc}", file=sys.stderr)
         return 1
     if applied:
         print("applied: " + ", ".join(applied))
     else:
         print("up to date")
+    if job:
+        print(f"maintenance: pg_cron job {job} (every minute)")
+    elif not args.no_schedule:
+        print("maintenance: no pg_cron here; pydbal processes run it (connect(maintenance=True))")
     return 0
 
 
@@ -117,10 +134,13 @@ def cmd_distribute(args: argparse.Namespace) -> int:
 
 def add_status_parser(subparsers: _SubParsers) -> None:
     parser = subparsers.add_parser(
-        "status", help="migrations, pg_partman and a security self-check"
+        "status",
+        help="migrations, pg_partman, a security self-check and health (exit 0 healthy, "
+        "1 degraded, 2 unreachable)",
     )
     _add_dsn_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
+    parser.add_argument("--redis", help="Redis URL to check (default: $PYDBAL_REDIS_URL)")
     parser.set_defaults(func=cmd_status)
 
 
@@ -150,7 +170,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     try:
         return demo(args.dsn)
-    except (EmbeddedServerUnavailable, SchemaOutdatedError, DBALError) as exc:
+    except EmbeddedServerUnavailable as exc:  # no database: exit 2
+        print(f"pydbal demo: {exc}", file=sys.stderr)
+        return 2
+    except (SchemaOutdatedError, DBALError) as exc:
         print(f"pydbal demo: {exc}", file=sys.stderr)
         return 1
 
@@ -158,6 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- entry point -----------------------------------------------------------------------------
 
 from pydbal.cli_analysts import add_analysts_parser, add_sql_parser  # noqa: E402
+from pydbal.cli_maintenance import add_maintenance_parser, add_retention_parser  # noqa: E402
 from pydbal.cli_ops import add_locks_parser, add_partitions_parser, add_stats_parser  # noqa: E402
 from pydbal.cli_purge import add_purge_parser  # noqa: E402
 from pydbal.cli_workflows import (  # noqa: E402
@@ -177,6 +201,8 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
     add_stats_parser,
     add_partitions_parser,
     add_purge_parser,
+    add_maintenance_parser,
+    add_retention_parser,
     add_analysts_parser,
     add_sql_parser,
     add_demo_parser,
@@ -184,7 +210,12 @@ _COMMANDS: list[Callable[[_SubParsers], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pydbal", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="pydbal",
+        description=__doc__.splitlines()[0],
+        epilog="Exit codes: 0 all went well, 1 some items failed, 2 usage error or no database. "
+        "Database commands take --dsn (default $PYDBAL_DSN, else an embedded server).",
+    )
     parser.add_argument("--version", action="version", version=f"pydbal {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _COMMANDS:

@@ -32,6 +32,7 @@ from pydbal.cli_common import (
     add_user_argument,
     duration,
     operator_dsn,
+    require_superuser,
     run,
     user_of,
 )
@@ -71,11 +72,6 @@ class AnalystGrant:
     granted_by: str
 
 
-async def _require_superuser(conn: Any) -> None:
-    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-        raise CommandError("managing analyst grants needs a superuser DSN", EXIT_USAGE)
-
-
 async def grant_analyst(
     dsn: str,
     login: str,
@@ -101,7 +97,7 @@ async def grant_analyst(
         raise CommandError("give one or more tenant ids (1 to 255 characters)", EXIT_USAGE)
     conn = await asyncpg.connect(dsn)
     try:
-        await _require_superuser(conn)
+        await require_superuser(conn, "managing analyst grants")
         row = await conn.fetchrow(
             """SELECT r.rolcanlogin, r.rolsuper, r.rolbypassrls,
                       pg_has_role(r.oid, $2, 'MEMBER') AS is_owner,
@@ -154,7 +150,7 @@ async def revoke_analyst(dsn: str, login: str, tenants: Sequence[str]) -> int:
     """Remove ``login``'s grants for ``tenants``; returns how many rows were removed."""
     conn = await asyncpg.connect(dsn)
     try:
-        await _require_superuser(conn)
+        await require_superuser(conn, "managing analyst grants")
         result = await conn.execute(
             "DELETE FROM dbal.analyst_grants"
             " WHERE login = $1::name AND tenant_id = ANY($2::text[])",
@@ -169,7 +165,7 @@ async def revoke_analyst(dsn: str, login: str, tenants: Sequence[str]) -> int:
 async def list_analysts(dsn: str, login: str | None = None) -> list[AnalystGrant]:
     conn = await asyncpg.connect(dsn)
     try:
-        await _require_superuser(conn)
+        await require_superuser(conn, "managing analyst grants")
         rows = await conn.fetch(
             """SELECT login::text AS login, tenant_id, granted_at, granted_by
                  FROM dbal.analyst_grants WHERE $1::text IS NULL OR login = $1::name

@@ -11,9 +11,11 @@ import argparse
 import asyncio
 import getpass
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from types import TracebackType
 from typing import Any, TypeVar
 
 import asyncpg
@@ -102,6 +104,57 @@ def run(name: str, body: Callable[[], Awaitable[int]]) -> int:
         return EXIT_FAILED
 
 
+class Interrupts:
+    """SIGINT/SIGTERM while a command works through items (``async with Interrupts() as stop``):
+    the first signal sets ``stop.signal`` so the command finishes the current item and stops;
+    a second one cancels the current item too (its transaction rolls back). Outside the main
+    thread (no signal handlers there) it never fires."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._installed: list[signal.Signals] = []
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number, as shells report a command ended by a signal."""
+        return 128 + int(self.signal) if self.signal is not None else EXIT_OK
+
+    def _on(self, sig: signal.Signals) -> None:
+        if self.signal is None:
+            self.signal = sig
+            print(
+                f"\npydbal: {sig.name}: stopping after the current file (again to abort it)",
+                file=sys.stderr,
+            )
+        elif self._task is not None:
+            self._task.cancel()
+
+    async def __aenter__(self) -> Interrupts:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for sig in self.SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._on, sig)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                continue
+            self._installed.append(sig)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+
 async def _call(body: Callable[[], Awaitable[int]]) -> int:
     return await body()
 
@@ -130,3 +183,9 @@ def duration(text: str, *, maximum: timedelta = timedelta(days=36_500)) -> timed
     if not 0 <= ms <= maximum / timedelta(milliseconds=1):  # False for NaN
         raise argparse.ArgumentTypeError(f"duration must be between 0 and {maximum}: {text!r}")
     return timedelta(milliseconds=round(ms))
+
+
+async def require_superuser(conn: Any, what: str) -> None:
+    """Refuse (exit 2) unless ``conn`` logged in as a superuser: ``what`` is an operator's job."""
+    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+        raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)

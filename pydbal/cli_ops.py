@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from pydbal import queries as q
 from pydbal.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -25,6 +26,7 @@ from pydbal.cli_common import (
     add_dsn_argument,
     add_user_argument,
     operator_dsn,
+    require_superuser,
     run,
     user_of,
 )
@@ -32,11 +34,6 @@ from pydbal.migrate import Roles, resolve_roles
 
 _SubParsers = Any
 SPARKS = "▁▂▃▄▅▆▇█"
-
-
-async def _require_superuser(conn: Any, what: str) -> None:
-    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-        raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,14 +73,14 @@ async def sweep_locks(dsn: str, user: str) -> int:
     """``dbal.sweep_expired_locks()`` as a superuser; the audit rows name ``user``."""
     conn = await asyncpg.connect(dsn)
     try:
-        await _require_superuser(conn, "locks sweep")
+        await require_superuser(conn, "locks sweep")
         async with conn.transaction():
             await conn.execute(
                 "SELECT set_config('dbal.user_id', $1, true), "
                 "set_config('dbal.user_role', 'supergod', true)",
                 user,
             )
-            return int(await conn.fetchval("SELECT dbal.sweep_expired_locks()"))
+            return int(await conn.fetchval(q.SWEEP_EXPIRED_LOCKS))
     finally:
         await conn.close()
 
@@ -322,7 +319,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
                     "(executions and audit rows live in their default partitions)"
                 )
                 return EXIT_OK
-            await _require_superuser(conn, "partitions maintain")
+            await require_superuser(conn, "partitions maintain")
             before = len(await list_partitions(conn))
             await conn.execute("CALL partman.run_maintenance_proc()")
             after = len(await list_partitions(conn))
@@ -501,24 +498,87 @@ def print_checks(checks: list[Check], out: Any = None) -> None:
         out.write(f"  [{mark}] {c.name}{detail}\n")
 
 
+async def _client_health(dsn: str, redis_url: str | None) -> Any:
+    """``Database.health()`` of a short-lived client, when the schema lets one connect."""
+    import os
+
+    import pydbal
+
+    redis = redis_url or os.environ.get("PYDBAL_REDIS_URL")
+    try:
+        database = await pydbal.connect(
+            dsn,
+            redis,
+            min_size=1,
+            max_size=1,
+            auto_migrate=False,
+            cache={"revalidate": False, "redis_connect_timeout": 0.5},
+        )
+    except pydbal.SchemaOutdatedError:
+        return None
+    try:
+        return await database.health()
+    finally:
+        await database.close(grace=1.0)
+
+
+def _health_line(health: Any) -> str:
+    db = health.database
+    latency = f"{db.latency_ms:.1f} ms" if db.latency_ms is not None else "no answer"
+    if not health.redis.configured:
+        redis = "not configured"
+    else:
+        redis = "answering" if health.redis.available else "NOT answering"
+    pool = health.pool
+    return f"{health.status} (database {latency}, redis {redis}, pool {pool.in_use}/{pool.max})"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    """``pydbal status``: migrations, pg_partman and the self-check (exit 1 on a failed check,
-    2 when a migration was edited or there is no database)."""
+    """``pydbal status``: migrations, pg_partman, the self-check and the health of a client
+    (database latency, Redis, pool). Exit 0 healthy, 1 degraded (a failed check, a schema that
+    is not current, Redis not answering), 2 unreachable (or a migration edited after applying).
+    With ``--json`` an unreachable database is reported as JSON too."""
     from pydbal.migrate import status
 
     async def body() -> int:
         dsn = operator_dsn(args)
-        info = await status(dsn)
+        try:
+            info = await status(dsn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            if not args.json:
+                raise
+            reason = f"{type(exc).__name__}: {exc}"
+            print(json.dumps({"status": "unreachable", "problems": [reason]}, indent=2))
+            return EXIT_USAGE
         checks: list[Check] = []
         if info["schema_version"] is not None:
+            from pydbal.maintenance import cron_job, last_run
+
             conn = await asyncpg.connect(dsn)
             try:
                 checks = await self_check(conn)
+                info["last_maintenance"] = await last_run(conn)
             finally:
                 await conn.close()
+            info["cron_job"] = await cron_job(dsn)
+        health = await _client_health(dsn, args.redis)
+        problems = [f"self-check failed: {c.name}" for c in checks if not c.ok]
+        if info["schema_version"] != info["expected_version"]:
+            problems.append(
+                f"schema is {info['schema_version'] or 'not installed'}, "
+                f"pydbal needs {info['expected_version']}"
+            )
+        if health is not None:
+            problems.extend(health.problems)
+        overall = "degraded" if problems else "healthy"
+        if health is not None and health.status == "unreachable":
+            overall = "unreachable"
         if args.json:
             info["self_check"] = [{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks]
-            print(json.dumps(info, indent=2))
+            info["health"] = health.model_dump(mode="json") if health is not None else None
+            info["status"] = overall
+            info["problems"] = problems
+            print(json.dumps(info, indent=2, default=str))
         else:
             print(f"schema version: {info['schema_version'] or '(not installed)'}")
             print(f"newest known:   {info['expected_version'] or '(none)'}")
@@ -527,10 +587,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             if info["edited"]:
                 print(f"EDITED after applying: {', '.join(info['edited'])}")
             print(f"pg_partman:     {'installed' if info['pg_partman'] else 'not installed'}")
+            if info["schema_version"] is not None:
+                from pydbal.cli_maintenance import print_maintenance_status
+
+                print_maintenance_status(info)
+            if health is not None:
+                print(f"health:         {_health_line(health)}")
             if checks:
                 print_checks(checks)
-        if info["edited"]:
+            for problem in problems:
+                print(f"problem: {problem}")
+        if info["edited"] or overall == "unreachable":
             return EXIT_USAGE
-        return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+        return EXIT_OK if overall == "healthy" else EXIT_FAILED
 
     return run("status", body)

@@ -18,11 +18,10 @@ import asyncpg
 from pydbal import queries as q
 from pydbal.cli_common import (
     EXIT_OK,
-    EXIT_USAGE,
-    CommandError,
     add_dsn_argument,
     duration,
     operator_dsn,
+    require_superuser,
     run,
 )
 
@@ -35,10 +34,7 @@ async def purge_archived(
     """Run ``dbal.purge_archived`` as a superuser; return the purged workflows."""
     conn = await asyncpg.connect(dsn)
     try:
-        if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
-            raise CommandError(
-                "purge needs a superuser DSN (only operators remove data)", EXIT_USAGE
-            )
+        await require_superuser(conn, "purge (only operators remove data)")
         rows = await conn.fetch(q.PURGE_ARCHIVED, older_than, tenant)
         return [dict(r) for r in rows]
     finally:

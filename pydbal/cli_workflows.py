@@ -7,6 +7,7 @@ names the operator. validate is offline: no database.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import sys
@@ -22,6 +23,7 @@ from pydbal.cli_common import (
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
+    Interrupts,
     add_dsn_argument,
     add_user_argument,
     operator_dsn,
@@ -183,10 +185,12 @@ class ImportSummary:
     invalid: int = 0
     files: int = 0
     refused: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: str | None = None  # the signal that stopped the import
+    not_imported: int = 0  # files left untouched (none of their workflows stored)
 
     def as_dict(self) -> dict[str, Any]:
         reasons = Counter(_reason_class(r) for _, r in self.refused)
-        return {
+        data = {
             "files": self.files,
             "valid": self.valid,
             "invalid": self.invalid,
@@ -194,6 +198,10 @@ class ImportSummary:
             "refusedReasons": dict(reasons.most_common()),
             "refusedFiles": [{"file": f, "reason": r} for f, r in self.refused],
         }
+        if self.interrupted is not None:
+            data["interrupted"] = self.interrupted
+            data["notImported"] = self.not_imported
+        return data
 
 
 def _reason_class(reason: str) -> str:
@@ -262,21 +270,41 @@ def cmd_import(args: argparse.Namespace) -> int:
                 progress.step(path.name)
         else:
             dsn = operator_dsn(args)
-            async with _open_db(dsn) as db:
+            # Each file is one transaction (all its workflows or none): a signal stops the
+            # import between files, a second one rolls the current file back.
+            async with _open_db(dsn) as db, Interrupts() as stop:
                 tenant = db.tenant(args.tenant, user_id=user_of(args), role="supergod")
-                for path in files:
-                    summary.files += 1
+                for index, path in enumerate(files):
+                    if stop.signal is not None:
+                        summary.interrupted = stop.signal.name
+                        summary.not_imported = len(files) - index
+                        break
                     try:
                         created = await tenant.workflows.import_many(path)
                     except DBALError as exc:
                         summary.refused.append((str(path), _reason(exc)))
+                    except asyncio.CancelledError:
+                        if stop.signal is None:
+                            raise
+                        current = asyncio.current_task()
+                        if current is not None:
+                            current.uncancel()
+                        summary.interrupted = stop.signal.name
+                        summary.not_imported = len(files) - index
+                        break
                     else:
                         for w in created:
                             if w.validation_status == "valid":
                                 summary.valid += 1
                             else:
                                 summary.invalid += 1
+                    summary.files += 1
                     progress.step(path.name)
+                if stop.signal is not None and summary.interrupted is None:
+                    summary.interrupted = stop.signal.name
+            if summary.interrupted is not None:
+                _print_summary(summary, args)
+                return stop.exit_code
         _print_summary(summary, args)
         return EXIT_FAILED if summary.refused or summary.invalid else EXIT_OK
 
@@ -293,6 +321,11 @@ def _print_summary(summary: ImportSummary, args: argparse.Namespace) -> None:
         f"{summary.files} file(s): {verb} {summary.valid} valid and {summary.invalid} invalid "
         f"workflow(s); refused {len(summary.refused)} file(s)"
     )
+    if summary.interrupted is not None:
+        print(
+            f"interrupted by {summary.interrupted}: {summary.not_imported} file(s) not imported "
+            "(each file is stored whole or not at all)"
+        )
     if summary.refused:
         print("refused, by reason:")
         for reason, count in data["refusedReasons"].items():

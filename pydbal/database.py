@@ -10,7 +10,12 @@ reset round trip can be skipped.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
+import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,14 +27,22 @@ from pydbal import limits as lim
 from pydbal import migrate as migrations
 from pydbal import queries as q
 from pydbal.errors import DBALError, ErrorCode, from_postgres
+from pydbal.instrument import TelemetryOptions, Tracer
 from pydbal.models import ROLES
 from pydbal.server import is_embedded, resolve_dsn
 
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from pydbal.cache import Cache
+    from pydbal.health import Health
+    from pydbal.maintenance import Scheduler
+    from pydbal.recorder import Recorder
     from pydbal.workflows import Workflows
 
 R = TypeVar("R")
+log = logging.getLogger("pydbal")
+CloseHook = Callable[[], Awaitable[None]]
 
 
 class SchemaOutdatedError(RuntimeError):
@@ -77,10 +90,29 @@ class Database:
         limits: lim.Limits = lim.DEFAULTS,
     ) -> None:
         self._pool = pool
+        # Connections kept checked out of the pool between statements (at most the pool's size):
+        # taking one is a list pop, where the pool's acquire and release cost ~50 µs of an
+        # uncached get. A connection goes back to the pool (which resets or replaces it) after
+        # any error, a cancellation or an open transaction; the rest wait here for the next call.
+        self._idle: list[asyncpg.Connection] = []
+        self._held = 0  # connections taken from the pool: idle ones and those in use
+        self._max = pool.get_max_size()
+        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = (
+            collections.deque()
+        )
+        self._closing = False
         self.dsn = dsn
         self.embedded = embedded
         self.cache = cache
         self.limits = limits
+        self._recorder: Recorder | None = None
+        #: The in-process maintenance scheduler when this process runs one (see connect()).
+        self.scheduler: Scheduler | None = None
+        self._telemetry: Tracer | None = None
+        self._inflight = 0  # public operations running (pydbal.instrument)
+        self._closed: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._close_hooks: list[tuple[str, CloseHook]] = []
 
     # -- tenant scopes ------------------------------------------------------------------------
     def tenant(self, tenant_id: str, *, user_id: str, role: str = "user") -> Tenant:
@@ -97,12 +129,71 @@ class Database:
         return Tenant(self, tenant_id, user_id, role)
 
     # -- statements ---------------------------------------------------------------------------
-    async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
+    async def _checkout(self) -> asyncpg.Connection:
+        """A connection for one statement or transaction: an idle one, else a new one from the
+        pool while fewer than its max_size are held, else the next one checked in."""
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            if self._held < self._max:
+                self._held += 1
+                try:
+                    conn: asyncpg.Connection = await self._pool.acquire()
+                except asyncpg.PostgresError as exc:  # raised by a new connection's init
+                    self._held -= 1
+                    raise translate(exc) from exc
+                except BaseException:
+                    self._held -= 1
+                    raise
+                return conn
+            fut: asyncio.Future[asyncpg.Connection | None] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._waiters.append(fut)
+            try:
+                handed = await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():  # handed over as we were cancelled
+                    late = fut.result()
+                    if late is not None:
+                        await self._checkin(late, clean=True)
+                    else:
+                        self._wake(None)
+                raise
+            if handed is not None:
+                return handed
+            # a connection went back to the pool: take its place (loop)
+
+    def _wake(self, conn: asyncpg.Connection | None) -> bool:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(conn)
+                return True
+        return False
+
+    async def _checkin(self, conn: asyncpg.Connection, clean: bool) -> None:
+        if clean and not self._closing and not conn.is_closed() and not conn.is_in_transaction():
+            if not self._wake(conn):
+                self._idle.append(conn)
+            return
+        self._held -= 1
         try:
-            async with self._pool.acquire() as conn:
-                return await fn(conn)
-        except (asyncpg.PostgresError, asyncpg.DataError) as exc:
-            raise translate(exc) from exc
+            await self._pool.release(conn)
+        finally:
+            self._wake(None)
+
+    async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
+        conn = await self._checkout()
+        try:
+            result = await fn(conn)
+        except BaseException as exc:
+            await self._checkin(conn, clean=False)
+            if isinstance(exc, (asyncpg.PostgresError, asyncpg.DataError)):
+                raise translate(exc) from exc
+            raise
+        await self._checkin(conn, clean=True)
+        return result
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run(lambda c: c.fetch(query, *args))
@@ -116,20 +207,134 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         """A connection inside one transaction; database errors become DBALError."""
+        conn = await self._checkout()
+        clean = False
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with conn.transaction():
                 yield conn
+            clean = True
         except (asyncpg.PostgresError, asyncpg.DataError) as exc:
             raise translate(exc) from exc
+        finally:
+            await self._checkin(conn, clean)
+
+    # -- the batched recorder -----------------------------------------------------------------
+    def recorder(self, **options: Any) -> Recorder:
+        """A new batched execution recorder (``async with db.recorder(...) as rec``); options:
+        ``batch_size``, ``max_delay``, ``max_queue``, ``on_error``, ``retry_for``,
+        ``concurrency``, ``keep_results`` (see :mod:`pydbal.recorder`)."""
+        from pydbal.recorder import Recorder
+
+        return Recorder(self, **options)
+
+    @property
+    def shared_recorder(self) -> Recorder:
+        """The recorder of ``executing(..., record="batched")``: created on first use, results
+        not kept (refusals are logged), flushed and closed by :meth:`close`."""
+        if self._recorder is None:
+            self._recorder = self.recorder(keep_results=False)
+        return self._recorder
 
     # -- lifecycle ----------------------------------------------------------------------------
     def cache_stats(self) -> dict[str, dict[str, int]]:
         """Hits, misses and evictions per cache tier."""
         return self.cache.stats()
 
-    async def close(self) -> None:
-        await self.cache.close()
-        await self._pool.close()
+    def pool_stats(self) -> dict[str, int]:
+        """Connections of the pool: size, idle, in use, and statements waiting for one; and the
+        public operations in flight."""
+        pool = self._pool
+        size = pool.get_size()
+        idle = pool.get_idle_size() + len(self._idle)  # in the pool, or checked out and idle
+        return {
+            "size": size,
+            "idle": idle,
+            "in_use": size - idle,
+            "waiting": sum(1 for f in self._waiters if not f.done()),
+            "min": pool.get_min_size(),
+            "max": pool.get_max_size(),
+            "in_flight": self._inflight,
+        }
+
+    async def health(self, probe_timeout: float = 2.0) -> Health:
+        """Database reachable (and its latency), schema version, Redis, pool, background tasks;
+        ``status`` is healthy, degraded or unreachable. Never raises for a failed check; the
+        database gets ``probe_timeout`` seconds to answer."""
+        from pydbal.health import check
+
+        return await check(self, probe_timeout)
+
+    def on_close(self, name: str, hook: CloseHook) -> None:
+        """Run ``await hook()`` during ``close()``, after in-flight operations finished (or the
+        timeout passed) and before the pool closes: the place to flush buffered writes."""
+        self._close_hooks.append((name, hook))
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    async def close(self, grace: float = 10.0) -> None:
+        """Stop accepting operations, wait up to ``grace`` seconds for those in flight, run
+        the ``on_close`` hooks, stop background tasks and close the pool (terminating
+        connections still busy when the time is up). Never waits longer than about ``grace``
+        plus a few seconds; calling it again waits for the first call."""
+        if self._closing:
+            if self._closed is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), grace + 5.0)
+            return
+        self._closing = True
+        self._closed = asyncio.Event()
+        deadline = time.monotonic() + max(0.0, grace)
+
+        def left(minimum: float = 0.0) -> float:
+            return max(minimum, deadline - time.monotonic())
+
+        try:
+            await self._bounded("stopping the re-validator", self.cache.stop_background(), 1.0)
+            if self._inflight:
+                self._drained = asyncio.Event()
+                try:
+                    await asyncio.wait_for(self._drained.wait(), left())
+                except TimeoutError:
+                    log.warning(
+                        "close(): %d operation(s) still running after %.1f s; closing anyway",
+                        self._inflight,
+                        grace,
+                    )
+            if self.scheduler is not None:
+                scheduler, self.scheduler = self.scheduler, None
+                await self._bounded(
+                    "stopping the maintenance scheduler", scheduler.stop(), left(1.0)
+                )
+            if self._recorder is not None:
+                recorder, self._recorder = self._recorder, None
+                await self._bounded("flushing the recorder", recorder.close(), left(1.0))
+            for name, hook in self._close_hooks:
+                await self._bounded(f"close hook {name!r}", hook(), left(1.0))
+            await self._bounded("closing the cache", self.cache.close(), 2.0)
+            idle, self._idle = self._idle, []  # connections checked out between statements
+            self._held -= len(idle)
+            for conn in idle:
+                with contextlib.suppress(Exception):
+                    await self._pool.release(conn)
+            try:
+                await asyncio.wait_for(self._pool.close(), left(0.5))
+            except (TimeoutError, Exception) as exc:
+                if not isinstance(exc, TimeoutError):
+                    log.warning("close(): closing the pool failed: %s", exc)
+                self._pool.terminate()
+        finally:
+            self._closed.set()
+
+    @staticmethod
+    async def _bounded(what: str, call: Awaitable[Any], limit: float) -> None:
+        try:
+            await asyncio.wait_for(call, limit)
+        except TimeoutError:
+            log.warning("close(): %s took longer than %.1f s; skipped", what, limit)
+        except Exception:
+            log.exception("close(): %s failed", what)
 
     async def __aenter__(self) -> Database:
         return self
@@ -161,12 +366,28 @@ class Tenant:
         """The first three arguments of every entry point: tenant, user, role."""
         return (self.tenant_id, self.user_id, self.role)
 
+    async def retention(self) -> dict[str, timedelta]:
+        """This tenant's effective retention per kind (executions, stats_hourly, stats_daily,
+        audit): its own override, else the operator's default."""
+        rows = await self.db.fetch(q.RETENTION, *self.ctx)
+        return {r["kind"]: r["keep"] for r in rows}
 
-async def _check_schema(dsn: str, embedded: bool, auto_migrate: bool | None) -> None:
-    conn = await asyncpg.connect(dsn)
+    async def set_retention(self, kind: str, keep: timedelta | None) -> timedelta:
+        """Set this tenant's retention of one kind (``None``: back to the default); returns the
+        effective value. Admin, god and supergod only (else FORBIDDEN), and not longer than the
+        default (FORBIDDEN) unless the login is an operator (superuser)."""
+        return await self.db.fetchval(q.SET_RETENTION, *self.ctx, kind, keep)  # type: ignore[no-any-return]
+
+
+async def _check_schema(
+    dsn: str, embedded: bool, auto_migrate: bool | None, statement_cache_size: int
+) -> None:
+    conn = await asyncpg.connect(dsn, statement_cache_size=statement_cache_size)
     try:
         exists = await conn.fetchval(q.LEDGER_EXISTS)
         version = await conn.fetchval(q.SCHEMA_VERSION) if exists else None
+    except asyncpg.PostgresError as exc:
+        raise translate(exc) from exc
     finally:
         await conn.close()
     expected = migrations.SCHEMA_VERSION
@@ -198,27 +419,63 @@ async def _open(
     cache_options: dict[str, Any],
     limits: lim.Limits,
     pool_options: dict[str, Any],
+    maintenance: bool | None = None,
+    maintenance_dsn: str | None = None,
+    maintenance_interval: float = 15.0,
+    pgbouncer: bool,
+    telemetry: bool | TelemetryOptions | None,
 ) -> Database:
     from pydbal.cache import Cache
 
+    tracer: Tracer | None = None
+    if telemetry:
+        tracer = _telemetry(telemetry)
+    if pgbouncer:
+        # PgBouncer in transaction mode hands each transaction to any server connection: a
+        # named prepared statement made on one is unknown on the next. Unnamed statements only.
+        statement_cache_size = 0
     resolved = resolve_dsn(dsn)
     embedded = is_embedded(resolved)
-    await _check_schema(resolved, embedded, auto_migrate)
-    pool = await asyncpg.create_pool(
-        resolved,
-        min_size=min_size,
-        max_size=max_size,
-        command_timeout=command_timeout,
-        statement_cache_size=statement_cache_size,
-        init=_init_connection,
-        reset=_reset_connection,
-        **pool_options,
-    )
+    await _check_schema(resolved, embedded, auto_migrate, statement_cache_size)
+    try:
+        pool = await asyncpg.create_pool(
+            resolved,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+            statement_cache_size=statement_cache_size,
+            init=_init_connection,
+            reset=_reset_connection,
+            **pool_options,
+        )
+    except asyncpg.PostgresError as exc:
+        raise translate(exc) from exc
     redis = redis_url if redis_url is not None else os.environ.get("PYDBAL_REDIS_URL")
     cache = Cache(redis, **cache_options)
     db = Database(pool, resolved, embedded=embedded, cache=cache, limits=limits)
     await cache.start(db)
+    run_maintenance = (
+        maintenance if maintenance is not None else (embedded or bool(maintenance_dsn))
+    )
+    if run_maintenance:
+        from pydbal.maintenance import Scheduler
+
+        db.scheduler = Scheduler(maintenance_dsn or resolved, interval=maintenance_interval)
+        db.scheduler.start()
+    if tracer is not None:
+        db._telemetry = tracer
+        tracer.attach(db)
     return db
+
+
+def _telemetry(option: bool | TelemetryOptions) -> Tracer:
+    try:
+        from pydbal.telemetry import Telemetry
+    except ImportError as exc:
+        raise RuntimeError(
+            f"telemetry needs OpenTelemetry ({exc}): pip install 'pydbal[otel]'"
+        ) from None
+    return Telemetry(option if isinstance(option, TelemetryOptions) else TelemetryOptions())
 
 
 class _Connecting:
@@ -251,18 +508,26 @@ def connect(
     auto_migrate: bool | None = None,
     cache: dict[str, Any] | None = None,
     limits: dict[str, int] | None = None,
+    maintenance: bool | None = None,
+    maintenance_dsn: str | None = None,
+    maintenance_interval: float = 15.0,
+    pgbouncer: bool = False,
+    telemetry: bool | TelemetryOptions | None = None,
     **pool_options: Any,
 ) -> _Connecting:
     """Open pydbal's database.
 
     ``dsn``: None → ``$PYDBAL_DSN`` → an embedded PostgreSQL under ``$PYDBAL_HOME`` (or a
     per-user data directory), migrated on first use. ``redis_url``: None →
-    ``$PYDBAL_REDIS_URL`` → an in-process warm cache. ``statement_cache_size=0`` for PgBouncer
-    in transaction mode. ``auto_migrate`` (default: only for the embedded server) migrates a
-    database whose schema is behind. ``cache``: options of :class:`pydbal.cache.Cache`.
-    ``limits``: input limits to change (:class:`pydbal.limits.Limits` field names; each must lie
-    within the database's hard limit, else ``ValueError``).
-    Other keyword arguments go to ``asyncpg.create_pool``.
+    ``$PYDBAL_REDIS_URL`` → an in-process warm cache. ``pgbouncer=True`` (the same as
+    ``statement_cache_size=0``) when the DSN points at PgBouncer in transaction or statement
+    mode. ``auto_migrate`` (default: only for the embedded server) migrates a database whose
+    schema is behind. ``cache``: options of :class:`pydbal.cache.Cache`. ``limits``: input limits
+    to change (:class:`pydbal.limits.Limits` field names; each must lie within the database's
+    hard limit, else ``ValueError``). ``maintenance``: run the maintenance scheduler in this
+    process (default: on the embedded server, or when ``maintenance_dsn`` is given).
+    ``telemetry``: True or a :class:`pydbal.TelemetryOptions` for OpenTelemetry spans and
+    metrics (needs ``pydbal[otel]``). Other keyword arguments go to ``asyncpg.create_pool``.
     """
     return _Connecting(
         dsn=dsn,
@@ -275,4 +540,9 @@ def connect(
         cache_options=cache or {},
         limits=lim.DEFAULTS.configured(limits),
         pool_options=pool_options,
+        maintenance=maintenance,
+        maintenance_dsn=maintenance_dsn,
+        maintenance_interval=maintenance_interval,
+        pgbouncer=pgbouncer,
+        telemetry=telemetry,
     )

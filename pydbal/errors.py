@@ -37,6 +37,7 @@ class ErrorCode(IntEnum):
     VALIDATION_STATUS_INVALID = 4243
     INVALID_EXPORT_FORMAT = 4251
     IMPORT_VALIDATION_FAILED = 4252
+    CONFIGURATION_ERROR = 5000
 
 
 class DBALError(Exception):
@@ -73,6 +74,12 @@ _CONSTRAINT_ISSUES: dict[str, str] = {
 }
 
 
+# invalid_sql_statement_name ("prepared statement … does not exist") and
+# duplicate_prepared_statement ("… already exists"): what asyncpg's named statements meet behind
+# a transaction-mode pooler.
+_PREPARED_STATEMENT_STATES = frozenset({"26000", "42P05"})
+
+
 def _parse_detail(detail: str | None) -> dict[str, Any]:
     if not detail:
         return {}
@@ -99,6 +106,15 @@ def from_postgres(exc: BaseException) -> DBALError | None:
         return None
     message = getattr(exc, "message", None) or str(exc)
     detail = getattr(exc, "detail", None)
+    if sqlstate in _PREPARED_STATEMENT_STATES and "__asyncpg_" in message:
+        return DBALError(
+            ErrorCode.CONFIGURATION_ERROR,
+            "a named prepared statement reached a server connection that did not make it "
+            f"({message}): the DSN leads through PgBouncer (or another pooler) in transaction or "
+            "statement mode. Connect with pydbal.connect(..., pgbouncer=True) (the same as "
+            "statement_cache_size=0)",
+            {"sqlstate": sqlstate, "fix": "pgbouncer=True"},
+        )
     if len(sqlstate) == 5 and sqlstate[0] == "D" and sqlstate[1:].isdigit():
         try:
             code = ErrorCode(int(sqlstate[1:]))

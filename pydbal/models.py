@@ -7,8 +7,8 @@ nodes a list, edges a dict, tags a list, times timezone-aware datetimes.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, Generic, Literal, TypeVar, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -22,14 +22,17 @@ ValidationStatus = Literal["valid", "invalid", "stale", "pending"]
 ExecutionStatus = Literal["success", "failure", "pending", "timeout"]
 SortField = Literal["created_at", "updated_at", "last_executed_at", "execution_count", "name"]
 
-ROLES: tuple[str, ...] = ("user", "admin", "god", "supergod")
-SORT_FIELDS: tuple[str, ...] = (
-    "created_at",
-    "updated_at",
-    "last_executed_at",
-    "execution_count",
-    "name",
-)
+# Mirrors of what the database defines once (CHECK constraints of sql/10_workflows.sql and
+# sql/13_executions.sql, dbal.ctx_role(), dbal.ctx_is_admin(), dbal.validity_period()):
+# tests/test_constants.py compares each with the database's catalog.
+ROLES: tuple[str, ...] = get_args(Role)
+ADMIN_ROLES: frozenset[str] = frozenset({"admin", "god", "supergod"})
+CATEGORIES: tuple[str, ...] = get_args(Category)
+VALIDATION_STATUSES: tuple[str, ...] = get_args(ValidationStatus)
+EXECUTION_STATUSES: tuple[str, ...] = get_args(ExecutionStatus)
+SORT_FIELDS: tuple[str, ...] = get_args(SortField)
+#: How long a stored validation result stays current (dbal.validity_period()).
+VALIDITY_PERIOD = timedelta(hours=1)
 
 T = TypeVar("T")
 
@@ -202,9 +205,16 @@ class Sort(_Input):
 
 
 class Page(_Model, Generic[T]):
+    """One page of a list. ``total``: the number of matches, exact when ``total_exact``; a
+    filtered list counts at most 1000 matches, beyond which ``total`` is 1000 and
+    ``total_exact`` false ("at least 1000"). ``next_cursor``: pass it as ``after=`` for the next
+    page (None on the last page)."""
+
     items: list[T]
     total: int
     has_more: bool
+    total_exact: bool = True
+    next_cursor: str | None = None
 
 
 class ExecutionStats(_Model):

@@ -32,13 +32,15 @@ _RW = workflow_columns("(r.wf).")
 
 GET = f"SELECT {_W} FROM dbal.api_get($1::text, $2::text, $3::text, $4::uuid) w"
 
+# The workflow columns (as read) first, in Workflow's field order, then total, total_exact and
+# has_more: dbal.api_list computes them itself (no composite value to take apart here).
 LIST = (
-    f"SELECT r.total, r.wf IS NULL AS empty, {_RW} FROM dbal.api_list("
-    "$1::text, $2::text, $3::text, $4::jsonb, $5::text, $6::boolean, $7::integer, $8::integer) r"
+    "SELECT * FROM dbal.api_list($1::text, $2::text, $3::text, $4::jsonb, $5::text, "
+    "$6::boolean, $7::integer, $8::integer, $9::text, $10::uuid)"
 )
 
 SEARCH = (
-    f"SELECT r.rank, {_RW} FROM dbal.api_search($1::text, $2::text, $3::text, $4::text, "
+    f"SELECT {_RW}, r.rank FROM dbal.api_search($1::text, $2::text, $3::text, $4::text, "
     "$5::integer) r"
 )
 
@@ -132,6 +134,24 @@ RECORD_EXECUTION = (
     "p_status => $5::text, p_duration_ms => $6::double precision, p_execution_id => $7::text, "
     "p_token => $8::bigint, p_started_at => $9::timestamptz, p_error => $10::text, "
     "p_tenant => $1::text, p_user => $2::text, p_role => $3::text)"
+)
+
+RECORD_EXECUTIONS = (
+    "SELECT ord, execution_id, outcome, code, message, details FROM dbal.record_executions("
+    "p_tenant => $1::text, p_user => $2::text, p_role => $3::text, p_workflows => $4::uuid[], "
+    "p_statuses => $5::text[], p_durations => $6::double precision[], "
+    "p_execution_ids => $7::text[], p_tokens => $8::bigint[], p_started_at => $9::timestamptz[], "
+    "p_errors => $10::text[])"
+)
+
+RETENTION = (
+    "SELECT kind, keep, source FROM dbal.retention(p_tenant => $1::text, p_user => $2::text, "
+    "p_role => $3::text)"
+)
+
+SET_RETENTION = (
+    "SELECT dbal.set_retention(p_kind => $4::text, p_keep => $5::interval, p_tenant => $1::text, "
+    "p_user => $2::text, p_role => $3::text)"
 )
 
 EXECUTION_STATS = (

@@ -42,6 +42,11 @@ class Revalidator:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="pydbal-revalidator")
 
+    @property
+    def alive(self) -> bool:
+        """The loop is running (False once stopped, or if it died)."""
+        return self._task is not None and not self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -11,25 +11,29 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from pydbal import cursors
 from pydbal import limits as lim
 from pydbal import queries as q
 from pydbal.cache import bypass
 from pydbal.errors import DBALError, ErrorCode
 from pydbal.formats import Definition, build_bundle, derive_name, parse_import
+from pydbal.instrument import operations
 from pydbal.models import (
+    ADMIN_ROLES,
     AuditEntry,
     CreateWorkflowInput,
     Execution,
@@ -51,7 +55,6 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 
-ADMIN_ROLES = frozenset({"admin", "god", "supergod"})
 EXECUTION_STATUSES = frozenset({"success", "failure", "pending", "timeout"})
 FIND_FIELDS = frozenset({"name", "created_by", "category", "tags"})
 DEFINITION_FIELDS = ("nodes", "edges", "variables")
@@ -63,6 +66,8 @@ APPLY_ATTEMPTS = 100
 _NOT_NULL = frozenset(
     {"name", "nodes", "edges", "enabled", "variables", "config", "tags", "category"}
 )
+
+log = logging.getLogger("pydbal.workflows")
 
 
 def _json(value: Any) -> str:
@@ -104,17 +109,20 @@ _WORKFLOW_FIELDS = tuple(Workflow.model_fields)
 _WORKFLOW_FIELDS_SET = frozenset(_WORKFLOW_FIELDS)
 
 
-def _workflow(rec: Mapping[str, Any]) -> Workflow:
-    """A Workflow from a row of ``queries.workflow_columns``.
+def _workflow(
+    rec: Mapping[str, Any], _new: Any = Workflow.__new__, _set: Any = object.__setattr__
+) -> Workflow:
+    """A Workflow from a row of ``queries.workflow_columns``: its first columns are the model's
+    fields in order (``tests/unit`` checks it), any after them (rank, total) are not read.
 
     The values come from the database's own CHECKed columns, decoded by asyncpg, so they are not
     validated again. This is what ``Workflow.model_construct`` does, without its per-field default
     handling (every field is present): a third of the cost, on every read."""
-    obj = Workflow.__new__(Workflow)
-    object.__setattr__(obj, "__dict__", {k: rec[k] for k in _WORKFLOW_FIELDS})
-    object.__setattr__(obj, "__pydantic_fields_set__", set(_WORKFLOW_FIELDS_SET))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj: Workflow = _new(Workflow)
+    _set(obj, "__dict__", dict(zip(_WORKFLOW_FIELDS, rec.values(), strict=False)))
+    _set(obj, "__pydantic_fields_set__", set(_WORKFLOW_FIELDS_SET))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
     return obj
 
 
@@ -161,6 +169,7 @@ class Run:
     recorded: RecordedExecution | None = None
 
 
+@operations  # every public method: refused once closing, counted in flight, traced when on
 class Workflows:
     """Workflow operations of one tenant (tenant, user and role fixed by the scope)."""
 
@@ -329,8 +338,14 @@ class Workflows:
         sort: Sort | Mapping[str, Any] | None = None,
         page: int = 1,
         limit: int = 20,
+        after: str | None = None,
     ) -> Page[Workflow]:
-        """A page of workflows (limit 1-100), sorted with a stable tie-break on id."""
+        """A page of workflows (limit 1-100), sorted with a stable tie-break on id.
+
+        ``after``: the ``next_cursor`` of the previous page (same filter and sort, else
+        VALIDATION_ERROR): a keyset page, as fast at any depth and unshifted by concurrent
+        inserts and deletes. ``page``: the offset form, kept for compatibility (with ``after``,
+        only page 1)."""
         window = self._lim.list_window
         page = lim.integer(page, "page", 1, window, "list_window")
         limit = self._limit(limit, 100)
@@ -341,22 +356,57 @@ class Workflows:
                 limit="list_window",
                 max=window,
             )
-        return await self._list(filter, sort, (page - 1) * limit, limit)
+        if after is not None and page != 1:
+            raise lim.refuse("page", "page must be 1 with after= (a cursor marks the start)")
+        return await self._list(filter, sort, (page - 1) * limit, limit, after)
 
-    async def _list(self, filter: Any, sort: Any, offset: int, limit: int) -> Page[Workflow]:
+    async def _list(
+        self, filter: Any, sort: Any, offset: int, limit: int, after: Any = None
+    ) -> Page[Workflow]:
         flt = self._filter(filter)
         srt = _parse(Sort, sort)
-        args = (*self._ctx, _json(flt), srt.field, srt.direction == "desc", offset, limit)
+        tenant = self._scope.tenant_id
+        flt_json = _json(flt)
+        digest = cursors.filter_digest(flt_json)
+        key: str | None = None
+        after_id: UUID | None = None
+        if after is not None:
+            position = cursors.decode(tenant, after, srt.field, srt.direction, digest)
+            key, after_id = position.key, position.id
+        args = (
+            *self._ctx,
+            flt_json,
+            srt.field,
+            srt.direction == "desc",
+            offset,
+            limit,
+            key,
+            after_id,
+        )
 
         async def load() -> Page[Workflow]:
             rows = await self._db.fetch(q.LIST, *args)
-            if not rows:
+            if not rows:  # pragma: no cover - api_list always returns a row
                 return Page[Workflow](items=[], total=0, has_more=False)
-            total = int(rows[0]["total"])
-            items = [] if rows[0]["empty"] else [_workflow(r) for r in rows]
-            return Page[Workflow](items=items, total=total, has_more=offset + len(items) < total)
+            first = rows[0]
+            total, exact = int(first["total"]), bool(first["total_exact"])
+            if first["id"] is None:
+                return Page[Workflow](items=[], total=total, has_more=False, total_exact=exact)
+            items = [_workflow(r) for r in rows]
+            more = bool(first["has_more"])
+            last = items[-1]
+            cursor = (
+                cursors.encode(
+                    tenant, srt.field, srt.direction, digest, getattr(last, srt.field), last.id
+                )
+                if more
+                else None
+            )
+            return Page[Workflow](
+                items=items, total=total, has_more=more, total_exact=exact, next_cursor=cursor
+            )
 
-        return await self._cache.warm(self._scope.tenant_id, "list", _json(args[3:]), load)
+        return await self._cache.warm(tenant, "list", _json(args[3:]), load)
 
     def _filter(self, filter: Any) -> dict[str, Any]:
         flt = _parse(WorkflowFilter, filter).model_dump(mode="json", exclude_none=True)
@@ -788,13 +838,23 @@ class Workflows:
 
     @contextlib.asynccontextmanager
     async def executing(
-        self, workflow_id: Any, *, timeout_ms: int = 30000, deadline_ms: int | None = None
+        self,
+        workflow_id: Any,
+        *,
+        timeout_ms: int = 30000,
+        deadline_ms: int | None = None,
+        record: Literal["sync", "batched"] = "sync",
     ) -> AsyncIterator[Run]:
         """The design's safe execution: lock (4042 disabled, 4243 not valid, 4231 held by
         someone), renew while the block runs, record success — or failure when it raises, or
         timeout when it raises TimeoutError or runs past ``deadline_ms`` (then the block is
         cancelled and TimeoutError raised) — with the measured duration, and always release.
-        ``timeout_ms`` is the lease, renewed every third of it."""
+        ``timeout_ms`` is the lease, renewed every third of it. ``record="batched"`` queues the
+        result on the database's shared recorder (``db.shared_recorder``) instead of awaiting a
+        round trip, and releases the lock after the recorder wrote it (so the token is still
+        current); ``run.recorded`` then stays None and the execution id is ``run.execution_id``."""
+        if record not in ("sync", "batched"):
+            raise DBALError(ErrorCode.VALIDATION_ERROR, "record must be 'sync' or 'batched'")
         wid = self._id(workflow_id)
         timeout_ms = self._lease(timeout_ms)
         if deadline_ms is not None:
@@ -827,6 +887,7 @@ class Workflows:
         renewer = asyncio.create_task(renew())
         started = datetime.now(UTC)
         t0 = time.perf_counter()
+        raising = False  # an exception (the block's or the record's) is on its way out
         try:
             try:
                 if deadline_ms is None:
@@ -834,36 +895,64 @@ class Workflows:
                 else:
                     async with asyncio.timeout(deadline_ms / 1000):
                         yield run
-            except BaseException as exc:
+            except (Exception, asyncio.CancelledError) as exc:
+                # the block failed, timed out or was cancelled: record that, then re-raise the
+                # block's own error whatever recording does (a failed record is logged)
+                raising = True
                 status = "timeout" if isinstance(exc, TimeoutError) else "failure"
                 run.error = f"{type(exc).__name__}: {exc}"
                 renewer.cancel()
-                with contextlib.suppress(DBALError, asyncpg.PostgresError, OSError):
-                    run.recorded = await self.record_execution(
-                        wid,
-                        status,
-                        (time.perf_counter() - t0) * 1000,
-                        run.execution_id,
-                        run.lock,
-                        started,
-                        run.error,
+                try:
+                    await self._record_run(run, record, status, t0, started)
+                except Exception:
+                    log.warning(
+                        "executing(%s): recording the %s failed", wid, status, exc_info=True
                     )
                 raise
             renewer.cancel()
-            run.recorded = await self.record_execution(
-                wid,
-                "success",
-                (time.perf_counter() - t0) * 1000,
-                run.execution_id,
-                run.lock,
-                started,
-            )
+            try:
+                await self._record_run(run, record, "success", t0, started)
+            except BaseException:
+                raising = True
+                raise
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await renewer
-            with contextlib.suppress(DBALError):
+            try:
                 await self.release_lock(wid, run.lock)
+            except DBALError:
+                pass  # the lease was lost or taken over: nothing of ours to release
+            except Exception:
+                if not raising:
+                    raise
+                # never mask the error already on its way out
+                log.warning("executing(%s): releasing the lock failed", wid, exc_info=True)
+
+    async def _record_run(
+        self, run: Run, record: str, status: str, t0: float, started: datetime
+    ) -> None:
+        elapsed = (time.perf_counter() - t0) * 1000
+        if record == "sync":
+            run.recorded = await self.record_execution(
+                run.workflow_id, status, elapsed, run.execution_id, run.lock, started, run.error
+            )
+            return
+        # Batched: queue it, then wait until the batch holding it is written, because the lock
+        # is released right after and a release before the write would make the token stale.
+        # The caller awaits one batch (at most max_delay + a round trip), not its own round trip.
+        recorder = self._scope.db.shared_recorder
+        await recorder.record(
+            self._scope,
+            run.workflow_id,
+            status,
+            elapsed,
+            execution_id=run.execution_id,
+            lock=run.lock,
+            started_at=started,
+            error=run.error,
+        )
+        await recorder.wait_written()
 
     # -- clone, export, import ----------------------------------------------------------------
     async def clone(

@@ -120,14 +120,21 @@ CREATE UNIQUE INDEX workflows_tenant_name_key ON dbal.workflows (tenant_id, name
     WHERE archived_at IS NULL;
 CREATE INDEX workflows_tenant_archived_idx ON dbal.workflows (tenant_id, archived_at DESC, id)
     WHERE archived_at IS NOT NULL;
-CREATE INDEX workflows_tenant_updated_idx ON dbal.workflows (tenant_id, updated_at DESC, id);
-CREATE INDEX workflows_tenant_created_idx ON dbal.workflows (tenant_id, created_at DESC, id);
+-- Keyset pages (api_list): one (tenant_id, sort key, id) index per indexed sort field, read
+-- forward for ascending pages and backward for descending ones, so a page costs its own rows
+-- whatever its depth. execution_count and last_executed_at are not indexed on purpose: every
+-- recorded execution changes them, and an index would make each of those updates non-HOT.
+CREATE INDEX workflows_tenant_updated_idx ON dbal.workflows (tenant_id, updated_at, id);
+CREATE INDEX workflows_tenant_created_idx ON dbal.workflows (tenant_id, created_at, id);
+CREATE INDEX workflows_tenant_name_idx ON dbal.workflows (tenant_id, name, id);
 CREATE INDEX workflows_tenant_category_idx ON dbal.workflows (tenant_id, category);
 CREATE INDEX workflows_tenant_creator_idx ON dbal.workflows (tenant_id, created_by);
 CREATE INDEX workflows_tenant_validation_idx ON dbal.workflows (tenant_id, validation_status);
 CREATE INDEX workflows_locked_idx ON dbal.workflows (tenant_id, lock_expires_at) WHERE is_locked;
-CREATE INDEX workflows_tags_idx ON dbal.workflows USING gin (tags);
-CREATE INDEX workflows_search_idx ON dbal.workflows USING gin (search_document);
-CREATE INDEX workflows_name_trgm_idx ON dbal.workflows USING gin (name dbal_ext.gin_trgm_ops);
+-- The leakproof operator classes of sql/05_index_operators.sql: under row-level security only
+-- their operators (dbal.&&, dbal.@@, dbal.%) can be index conditions.
+CREATE INDEX workflows_tags_idx ON dbal.workflows USING gin (tags dbal.tags_ops);
+CREATE INDEX workflows_search_idx ON dbal.workflows USING gin (search_document dbal.search_ops);
+CREATE INDEX workflows_name_trgm_idx ON dbal.workflows USING gin (name dbal.name_trgm_ops);
 
 RESET ROLE;

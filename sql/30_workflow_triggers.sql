@@ -11,7 +11,10 @@
 --     direct SQL edit can never leave a stale 'valid' behind.
 -- After each statement (workflows_after_*, SECURITY DEFINER so that every role that may change
 -- a workflow can write history and audit rows it may not write itself):
---   * the previous definition of every row whose definition changed goes to workflow_versions;
+--   * the previous definition of every row whose definition changed goes to workflow_versions
+--     (a plain INSERT: a definition change always bumps the version, so the key is new; no
+--     ON CONFLICT, which would need the inserted row to be visible to the owner's policies and
+--     so refused an operator's direct SQL made without a request context);
 --   * one audit row per created, changed or purged workflow. Changes to lock and execution
 --     columns only are audited by the functions that make them, not here.
 
@@ -117,8 +120,7 @@ BEGIN
                o.variables, o.config, coalesce(o.updated_by, o.created_by), o.updated_at,
                coalesce(n.updated_by, v_user), n.updated_at
         FROM old_rows o JOIN new_rows n ON n.tenant_id = o.tenant_id AND n.id = o.id
-        WHERE (o.nodes, o.edges, o.variables, o.config) IS DISTINCT FROM (n.nodes, n.edges, n.variables, n.config)
-        ON CONFLICT (tenant_id, workflow_id, version) DO NOTHING;
+        WHERE (o.nodes, o.edges, o.variables, o.config) IS DISTINCT FROM (n.nodes, n.edges, n.variables, n.config);
 
         INSERT INTO dbal.audit_log (tenant_id, user_id, user_role, operation, workflow_id,
                                     changed_fields, details)

@@ -33,6 +33,8 @@ ALTER TABLE dbal.workflow_stats_hourly ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dbal.workflow_stats_hourly FORCE ROW LEVEL SECURITY;
 ALTER TABLE dbal.workflow_stats_daily ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dbal.workflow_stats_daily FORCE ROW LEVEL SECURITY;
+ALTER TABLE dbal.tenant_counters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dbal.tenant_counters FORCE ROW LEVEL SECURITY;
 
 -- workflows ------------------------------------------------------------------------------------
 CREATE POLICY workflows_app_select ON dbal.workflows FOR SELECT TO @app_role@
@@ -74,6 +76,12 @@ CREATE POLICY workflow_stats_hourly_owner_all ON dbal.workflow_stats_hourly FOR 
 CREATE POLICY workflow_stats_daily_app_select ON dbal.workflow_stats_daily FOR SELECT TO @app_role@
     USING (tenant_id = dbal.ctx_tenant());
 CREATE POLICY workflow_stats_daily_owner_all ON dbal.workflow_stats_daily FOR ALL TO @owner_role@
+    USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
+
+-- tenant_counters: written only by the counting triggers (sql/14_tenant_counters.sql) ------------
+CREATE POLICY tenant_counters_app_select ON dbal.tenant_counters FOR SELECT TO @app_role@
+    USING (tenant_id = dbal.ctx_tenant());
+CREATE POLICY tenant_counters_owner_all ON dbal.tenant_counters FOR ALL TO @owner_role@
     USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
 
 RESET ROLE;

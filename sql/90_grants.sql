@@ -14,7 +14,8 @@ REVOKE ALL ON ALL TABLES IN SCHEMA dbal FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA dbal FROM PUBLIC;
 
 GRANT SELECT ON dbal.workflows, dbal.workflow_versions, dbal.audit_log, dbal.workflow_executions,
-                dbal.execution_keys, dbal.workflow_stats_hourly, dbal.workflow_stats_daily
+                dbal.execution_keys, dbal.workflow_stats_hourly, dbal.workflow_stats_daily,
+                dbal.tenant_counters
     TO @app_role@;
 
 GRANT EXECUTE ON FUNCTION
@@ -50,7 +51,7 @@ GRANT EXECUTE ON FUNCTION
     dbal.writable(text, uuid),
     dbal.changeable_sql(),
     dbal.api_get(text, text, text, uuid),
-    dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer),
+    dbal.api_list(text, text, text, jsonb, text, boolean, integer, integer, text, uuid),
     dbal.api_search(text, text, text, text, integer),
     dbal.api_insert(text, text, text, text[], text[], jsonb[], jsonb[], jsonb[], jsonb[],
                     jsonb[], text[], boolean[], text[], jsonb[], integer, boolean),

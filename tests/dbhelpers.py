@@ -74,6 +74,18 @@ async def expire_result(admin: Any, workflow: uuid.UUID) -> None:
     assert done == "UPDATE 1"
 
 
+async def expire_leases(admin: Any, *workflows: uuid.UUID) -> None:
+    """As a superuser: the live leases of ``workflows`` expire now (a clock seam for tests: the
+    lease's end moves into the past instead of the test sleeping past it)."""
+    done = await admin.execute(
+        "UPDATE dbal.workflows SET lock_expires_at = clock_timestamp() - interval '1 millisecond',"
+        " locked_at = least(locked_at, clock_timestamp() - interval '2 milliseconds')"
+        " WHERE id = ANY($1::uuid[]) AND is_locked",
+        list(workflows),
+    )
+    assert done == f"UPDATE {len(workflows)}", done
+
+
 async def make_stale(conn: Any, workflow: uuid.UUID, tenant: str = TENANT_A) -> None:
     """Change the definition without a new validation result: the trigger marks it 'stale'."""
     changed = await conn.fetch(

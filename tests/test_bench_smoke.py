@@ -27,6 +27,9 @@ async def test_tiny_size_runs_and_reports(pg_dsn: str, tmp_path: Path) -> None:
     ops = results["ops"]
     assert {"pydbal", "floor", "peer"} <= set(ops["get by id (uncached)"]["systems"])
     assert {"pydbal", "floor"} <= set(ops["record_execution (concurrency 16)"]["systems"])
+    recorder = ops["record executions, batched recorder (16 producers)"]["systems"]
+    assert {"pydbal", "floor"} <= set(recorder) and recorder["pydbal"]["rate"] > 0
+    assert any(t["target"].startswith("batched recorder ≥ 10") for t in results["targets"])
     # the bulk-loaded executions keep the roll-ups right, and pydbal's stats agree with the raw rows
     growth = results["growth_exec"]
     assert all(c["ok"] for c in growth["checks"])

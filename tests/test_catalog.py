@@ -259,3 +259,29 @@ async def test_app_cannot_write_the_trails(db: TestDatabase, statement: str) -> 
             await conn.execute(statement)
     assert getattr(info.value, "sqlstate", None) == "42501"
     assert "permission denied" in str(info.value)
+
+
+async def test_leakproof_copies_are_for_pydbal_only(db: TestDatabase) -> None:
+    """sql/05_index_operators.sql: the only leakproof functions pydbal adds are the copies of
+    &&, @@ and %, calling the built-in C functions; analysts and PUBLIC may not execute them."""
+    conn = await db.connect(as_app=False)
+    rows = await conn.fetch(
+        """
+        SELECT p.oid::regprocedure::text AS name, p.prosrc,
+               has_function_privilege($2, p.oid, 'EXECUTE') AS analyst,
+               has_function_privilege($1, p.oid, 'EXECUTE') AS app,
+               p.proacl::text AS acl
+          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname LIKE 'dbal%' AND p.proleakproof
+         ORDER BY 1
+        """,
+        APP_ROLE,
+        resolve_roles().analyst,
+    )
+    assert [(r["name"], r["prosrc"]) for r in rows] == [
+        ("dbal.name_similar(text,text)", "similarity_op"),
+        ("dbal.search_match(tsvector,tsquery)", "ts_match_vq"),
+        ("dbal.tags_overlap(text[],text[])", "arrayoverlap"),
+    ]
+    assert not any(r["analyst"] for r in rows) and all(r["app"] for r in rows)
+    assert not any(r["acl"].startswith("{=X") or ",=X/" in r["acl"] for r in rows)

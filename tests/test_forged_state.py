@@ -56,8 +56,7 @@ async def test_a_permanent_valid_cannot_be_forged(db: TestDatabase) -> None:
     async with context(conn, TENANT_A):
         assert await sqlstate(conn.execute(FORGE, workflow)) == "42501"
     # even a superuser's direct write gets the database's stamp, never 'infinity'
-    async with admin.transaction():
-        await admin.execute("SELECT set_config('dbal.tenant_id', $1, true)", TENANT_A)
+    async with admin.transaction():  # one transaction: now() below is the UPDATE's now()
         await admin.execute(FORGE, workflow)
         row = await admin.fetchrow(
             "SELECT validated_at, valid_until, now() AS now FROM dbal.workflows WHERE id = $1",
@@ -232,3 +231,25 @@ async def test_a_held_migration_lock_is_named_not_waited_on(db: TestDatabase) ->
     finally:
         await holder.close()
     assert await migrate(db.dsn, lock_timeout=5.0) == []
+
+
+async def test_an_operators_direct_sql_is_audited_and_keeps_history(db: TestDatabase) -> None:
+    """README: history and audit are written by triggers that also see direct SQL — an
+    operator's UPDATE without any request context included."""
+    conn, admin = await db.connect(), await db.connect(as_app=False)
+    workflow = await create_workflow(conn)
+    done = await admin.execute(
+        "UPDATE dbal.workflows SET nodes = '[{\"id\": \"x\"}]' WHERE id = $1", workflow
+    )
+    assert done == "UPDATE 1"
+    history = await admin.fetch(
+        "SELECT version, replaced_by FROM dbal.workflow_versions WHERE workflow_id = $1", workflow
+    )
+    operator = await admin.fetchval("SELECT session_user::text")
+    assert [(h["version"], h["replaced_by"]) for h in history] == [(1, operator)]
+    audit = await admin.fetchrow(
+        "SELECT user_id, operation FROM dbal.audit_log WHERE workflow_id = $1"
+        " ORDER BY at DESC LIMIT 1",
+        workflow,
+    )
+    assert (audit["user_id"], audit["operation"]) == (operator, "update")

@@ -22,6 +22,7 @@ from dbhelpers import (
     context,
     create_workflow,
     expect_code,
+    expire_leases,
     expire_result,
     lock_row,
     make_stale,
@@ -37,14 +38,12 @@ from pydbal.errors import ErrorCode
 
 from conftest import CITUS_DSN, TestDatabase
 
-SHORT_MS = 50
-PAST_SHORT = 0.15  # seconds: well past SHORT_MS
 
-
-async def _expired_lock(conn: Any, workflow: uuid.UUID, **kwargs: Any) -> int:
-    token = await acquire(conn, workflow, timeout_ms=SHORT_MS, **kwargs)
+async def _expired_lock(db: TestDatabase, conn: Any, workflow: uuid.UUID, **kwargs: Any) -> int:
+    """A lock taken by ``kwargs``' user whose lease has expired (no sleeping: expire_leases)."""
+    token = await acquire(conn, workflow, timeout_ms=60_000, **kwargs)
     assert token is not None
-    await asyncio.sleep(PAST_SHORT)
+    await expire_leases(await db.connect(as_app=False), workflow)
     return token
 
 
@@ -69,7 +68,8 @@ async def test_fifty_concurrent_acquirers_get_exactly_one_token(db: TestDatabase
             row = await lock_row(await db.connect(as_app=False), workflow)
             assert row["locked_by"] == f"w{winners[0][0]}"
             assert row["lock_token"] == expected_token
-            await asyncio.sleep(lease_ms / 1000 + 0.1)  # expired: the next round takes it over
+            # the lease expires: the next round takes it over
+            await expire_leases(await db.connect(as_app=False), workflow)
     finally:
         await asyncio.gather(*(c.close() for c in connections))
 
@@ -115,7 +115,7 @@ async def test_locking_needs_a_user_and_a_role(db: TestDatabase) -> None:
 async def test_takeover_after_expiry_fences_the_old_holder(db: TestDatabase) -> None:
     conn, admin = await db.connect(), await db.connect(as_app=False)
     workflow = await create_workflow(conn)
-    old = await _expired_lock(conn, workflow, user="u1", role="user")
+    old = await _expired_lock(db, conn, workflow, user="u1", role="user")
     new = await acquire(conn, workflow, user="u2", role="user")
     assert new is not None and new > old
     await expect_code(
@@ -142,7 +142,7 @@ async def test_stale_token_of_an_admin_holder_cannot_release_the_new_lock(
 ) -> None:
     conn, admin = await db.connect(), await db.connect(as_app=False)
     workflow = await create_workflow(conn)
-    old = await _expired_lock(conn, workflow, user="worker1", role="admin")
+    old = await _expired_lock(db, conn, workflow, user="worker1", role="admin")
     new = await acquire(conn, workflow, user="worker2", role="admin")
     assert new is not None and new > old
     await expect_code(
@@ -155,7 +155,7 @@ async def test_stale_token_of_an_admin_holder_cannot_release_the_new_lock(
 async def test_stale_token_of_an_admin_holder_cannot_record(db: TestDatabase) -> None:
     conn = await db.connect()
     workflow = await create_workflow(conn)
-    old = await _expired_lock(conn, workflow, user="worker1", role="admin")
+    old = await _expired_lock(db, conn, workflow, user="worker1", role="admin")
     assert await acquire(conn, workflow, user="worker2", role="admin") == old + 1
     await expect_code(
         record(conn, workflow, token=old, user="worker1", role="admin"), ErrorCode.LOCK_NOT_OWNED
@@ -175,8 +175,7 @@ async def test_renew_while_held_and_after_loss(db: TestDatabase) -> None:
     assert await renew(conn, workflow, token + 1, user="u1", role="user") is False
     assert (await lock_row(admin, workflow))["lock_expires_at"] == after
     # expired, not taken over: lost all the same, and not resurrected
-    await renew(conn, workflow, token, timeout_ms=SHORT_MS, user="u1", role="user")
-    await asyncio.sleep(PAST_SHORT)
+    await expire_leases(admin, workflow)
     assert await renew(conn, workflow, token, user="u1", role="user") is False
     await expect_code(
         record(conn, workflow, token=token, user="u1", role="user"), ErrorCode.LOCK_NOT_OWNED
@@ -216,7 +215,7 @@ async def test_plain_user_cannot_release_without_its_token(db: TestDatabase) -> 
     conn, admin = await db.connect(), await db.connect(as_app=False)
     workflow = await create_workflow(conn)
     # two workers of the same user: the first one's lease expired and the second took over
-    await _expired_lock(conn, workflow, user="alice", role="user")
+    await _expired_lock(db, conn, workflow, user="alice", role="user")
     assert await acquire(conn, workflow, user="alice", role="user") == 2
     await expect_code(release(conn, workflow, user="alice", role="user"), ErrorCode.LOCK_NOT_OWNED)
     assert (await lock_row(admin, workflow))["is_locked"] is True
@@ -225,7 +224,7 @@ async def test_plain_user_cannot_release_without_its_token(db: TestDatabase) -> 
 async def test_holder_may_release_after_expiry_when_nobody_took_over(db: TestDatabase) -> None:
     conn, admin = await db.connect(), await db.connect(as_app=False)
     workflow = await create_workflow(conn)
-    token = await _expired_lock(conn, workflow, user="alice", role="user")
+    token = await _expired_lock(db, conn, workflow, user="alice", role="user")
     assert await release(conn, workflow, token, user="alice", role="user") is True
     assert (await lock_row(admin, workflow))["is_locked"] is False
 
@@ -329,10 +328,10 @@ async def test_release_expired_locks_clears_only_expired_locks_of_its_tenant(
     a_expired = await create_workflow(conn, TENANT_A)
     a_live = await create_workflow(conn, TENANT_A)
     b_expired = await create_workflow(conn, TENANT_B)
-    await acquire(conn, a_expired, timeout_ms=SHORT_MS)
-    await acquire(conn, b_expired, timeout_ms=SHORT_MS, tenant=TENANT_B)
+    await acquire(conn, a_expired, timeout_ms=60_000)
+    await acquire(conn, b_expired, timeout_ms=60_000, tenant=TENANT_B)
     await acquire(conn, a_live, timeout_ms=60_000)
-    await asyncio.sleep(PAST_SHORT)
+    await expire_leases(admin, a_expired, b_expired)
 
     assert await release_expired(conn, tenant=TENANT_A) == 1
     assert (await lock_row(admin, a_expired))["is_locked"] is False
@@ -361,7 +360,7 @@ async def test_release_expired_locks_clears_only_expired_locks_of_its_tenant(
 async def test_lock_operations_are_audited(db: TestDatabase) -> None:
     conn = await db.connect()
     workflow = await create_workflow(conn)
-    first = await _expired_lock(conn, workflow, user="alice", role="user")
+    first = await _expired_lock(db, conn, workflow, user="alice", role="user")
     second = await acquire(conn, workflow, user="bob", role="admin")  # takes over
     await release(conn, workflow, second, user="bob", role="admin")
     async with context(conn, TENANT_A):

@@ -99,6 +99,21 @@ async def _explain(conn: Any, explain: str, query: str, value: str) -> list[str]
     return _normalise([r[0] for r in rows], value)
 
 
+async def _pair(
+    conn: Any, explain: str, query: str, present: str, absent: str
+) -> tuple[list[str], list[str]]:
+    """The plans of the two probes. A cached plan invalidated between them (autovacuum's
+    analyze of the freshly seeded tables) is re-planned inside the function, and planning reads
+    catalog pages that count as buffers of that one run: so the pair is taken again, up to three
+    times, until neither run re-planned. A leak differs on every attempt and still fails."""
+    for _ in range(3):
+        a = await _explain(conn, explain, query, present)
+        b = await _explain(conn, explain, query, absent)
+        if a == b:
+            break
+    return a, b
+
+
 async def test_every_readable_relation_is_probed(db: Any, analyst: Analyst) -> None:
     admin = await db.connect(as_app=False)
     readable = await admin.fetch(
@@ -134,6 +149,7 @@ async def test_explain_is_identical_for_present_and_absent_values(
     db: Any, analyst: Analyst, settings: list[str]
 ) -> None:
     admin = await db.connect(as_app=False)
+    await admin.execute("ANALYZE")  # so that autovacuum has nothing to re-analyze meanwhile
     conn = await asyncpg.connect(analyst.dsn)
     try:
         for statement in settings:
@@ -148,8 +164,7 @@ async def test_explain_is_identical_for_present_and_absent_values(
                         f" AND {column} {op} $1::text::{await _type(admin, relation, column)}"
                     )
                     for explain in EXPLAINS:
-                        a = await _explain(conn, explain, query, present)
-                        b = await _explain(conn, explain, query, ABSENT[column])
+                        a, b = await _pair(conn, explain, query, present, ABSENT[column])
                         assert a == b, (relation, column, op, explain, a, b)
                 # and the rows: none of another tenant, present or not
                 rows = await conn.fetch(

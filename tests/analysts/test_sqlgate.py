@@ -80,6 +80,21 @@ REFUSED = [
     ("not on allow list", "SELECT lo_export(1, '/tmp/x')", "allow list"),
     ("quoted name", "SELECT \"SET_CONFIG\"('a', 'b', false)", "set_config()"),
     ("unparsable", "SELECT FROM WHERE (", "cannot parse"),
+    # issue 9: relations that reveal other tenants' activity or counts, and the base tables
+    ("stat xact", "SELECT idx_tup_fetch FROM pg_stat_xact_user_tables", "statistics"),
+    ("stat all", "SELECT n_live_tup FROM pg_catalog.pg_stat_all_tables", "statistics"),
+    ("statio", "SELECT * FROM pg_statio_user_tables", "statistics"),
+    ("pg_stats", "SELECT most_common_vals FROM pg_stats", "statistics"),
+    ("pg_locks", "SELECT * FROM pg_locks", "lock views"),
+    ("reltuples", "SELECT reltuples FROM pg_class WHERE relname = 'workflows'", "row estimates"),
+    ("pg_class star", "SELECT * FROM pg_class", "row estimates"),
+    (
+        "stats in a subquery",
+        "SELECT (SELECT sum(idx_tup_fetch) FROM pg_stat_xact_user_tables), count(*)"
+        " FROM dbal_analytics.workflows",
+        "statistics",
+    ),
+    ("base table", "SELECT name FROM dbal.workflows", "read the dbal_analytics views"),
 ]
 
 

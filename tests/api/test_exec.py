@@ -324,3 +324,36 @@ async def test_executing_as_role_user(app: pydbal.Database, acme: Tenant) -> Non
     assert run.recorded is not None
     runs = await acme.workflows.executions(wf.id)
     assert runs[0].executed_by == "ursula"
+
+
+class _BlockError(Exception):
+    pass
+
+
+async def test_executing_logs_a_failed_record_and_raises_the_blocks_error(
+    acme: Tenant, raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10: the block's own error comes out even when recording it fails (the workflow was
+    archived meanwhile, so the record is refused), and the failed record is logged, not lost."""
+    wf = await acme.workflows.create(valid_definition("archived mid-run"))
+    with caplog.at_level("WARNING", logger="pydbal.workflows"), pytest.raises(_BlockError):
+        async with acme.workflows.executing(wf.id):
+            await raw.execute(
+                "UPDATE dbal.workflows SET archived_at = now(), archived_by = 'x',"
+                " is_locked = false, locked_by = NULL, locked_at = NULL, lock_expires_at = NULL"
+                " WHERE id = $1",
+                wf.id,
+            )
+            raise _BlockError("the block failed")
+    assert any("recording the failure failed" in r.getMessage() for r in caplog.records)
+    assert await raw.fetchval("SELECT count(*) FROM dbal.workflow_executions") == 0
+
+
+async def test_executing_does_not_swallow_base_exceptions(acme: Tenant, raw: Any) -> None:
+    """KeyboardInterrupt / SystemExit pass through untouched: nothing recorded as a failure."""
+    wf = await acme.workflows.create(valid_definition("interrupted"))
+    with pytest.raises(KeyboardInterrupt):
+        async with acme.workflows.executing(wf.id):
+            raise KeyboardInterrupt
+    assert await raw.fetchval("SELECT count(*) FROM dbal.workflow_executions") == 0
+    assert (await row(raw, wf.id))["is_locked"] is False  # the lock is still released

@@ -380,3 +380,16 @@ def test_status_as_a_subprocess(db: TestDatabase) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "[pass] RLS enabled and forced on every tenant table" in done.stdout
+
+
+def test_help_is_written_for_users(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 10: no maintainer's note (``_COMMANDS``) in what users read; the exit codes are."""
+    from pydbal.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "_COMMANDS" not in text and "subcommand, registered" not in text
+    assert "pydbal" in text and "migrate" in text and "purge" in text
+    assert "Exit codes: 0" in text

@@ -1,0 +1,1079 @@
+-- 0004_engine.sql — executions at engine scale: the batched recorder's entry point, the
+-- scheduler's maintenance (expired-lock sweep, pg_partman, retention) and retention policies.
+--
+-- The same objects as sql/41_record_execution.sql (record_one; record_execution now calls it),
+-- sql/43_record_batch.sql, sql/44_maintenance.sql and sql/45_retention.sql: a fresh install applies
+-- those files, an upgraded database this migration; tests/test_catalog.py checks both agree.
+
+SET LOCAL ROLE @owner_role@;
+
+-- record_one(tenant, workflow, status, duration_ms, execution_id, token, started_at, error):
+-- records one execution; record_execution calls it. record_executions (a batch,
+-- sql/43_record_batch.sql) implements the same rules set-based, with the same outcomes, rows,
+-- counters and roll-ups as calling this for each item in order (tests/api/test_recorder.py
+-- checks they agree: change both together). Internal: executable by no
+-- one but the owner; the caller has set the request context (dbal.enter) and checked that it has
+-- a user and a role. Returns the execution id and an outcome:
+--   'recorded'   a new execution: row inserted, counters and roll-up updated;
+--   'completed'  a 'pending' execution got its final status (counted once, moved in the roll-up);
+--   'duplicate'  the execution id was recorded already with this status (or finished already and
+--                this is a late 'pending'): nothing changed;
+--   'refused'    nothing changed, and o_code/o_message/o_details say why, with the codes
+--                record_execution raises: 422 bad input, 4041 workflow not found (or another
+--                tenant's), 4233 a token that is not the current holder's, 4231 locked by another
+--                user (no token given), 409 an execution id recorded with another final status or
+--                for another workflow.
+-- Refusals are returned, not raised, so one bad item of a batch refuses only that item.
+-- With a token, the caller must hold the lock with that token and user: a worker whose lease
+-- expired cannot write results. started_at defaults to now - duration and may be in the past
+-- (imports), not more than 5 minutes in the future.
+-- Counters: execution_count counts executions; average_execution_time is the running mean over
+-- finished runs; last_executed_at/last_execution_status follow the latest started_at.
+CREATE FUNCTION dbal.record_one(
+        p_tenant text,
+        p_workflow uuid,
+        p_status text,
+        p_duration_ms double precision,
+        p_execution_id text,
+        p_token bigint,
+        p_started_at timestamptz,
+        p_error text,
+        OUT o_execution_id text, OUT o_outcome text,
+        OUT o_code integer, OUT o_message text, OUT o_details jsonb)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_now timestamptz := clock_timestamp();
+    v_id text := coalesce(p_execution_id, gen_random_uuid()::text);
+    v_started timestamptz;
+    v_final boolean := p_status <> 'pending';
+    v_key dbal.execution_keys;
+    w dbal.workflows;
+BEGIN
+    o_execution_id := v_id;
+    o_outcome := 'refused';
+    IF p_status IS NULL OR p_status NOT IN ('success', 'failure', 'pending', 'timeout') THEN
+        o_code := 422; o_message := format('unknown execution status %L', p_status);
+        o_details := jsonb_build_object('status', p_status);
+        RETURN;
+    END IF;
+    IF p_duration_ms < 0 OR p_duration_ms = 'NaN'::float8 OR p_duration_ms = 'Infinity'::float8
+       OR (v_final AND p_duration_ms IS NULL) THEN
+        o_code := 422;
+        o_message := 'duration_ms must be a finite number >= 0 (required for a final status)';
+        o_details := jsonb_build_object('duration_ms', p_duration_ms);
+        RETURN;
+    END IF;
+    IF length(v_id) NOT BETWEEN 1 AND 255 THEN
+        o_code := 422; o_message := 'execution_id must be 1 to 255 characters';
+        RETURN;
+    END IF;
+    v_started := coalesce(p_started_at,
+                          v_now - make_interval(secs => coalesce(p_duration_ms, 0) / 1000.0));
+    IF v_started > v_now + interval '5 minutes' THEN
+        o_code := 422; o_message := 'started_at is in the future';
+        o_details := jsonb_build_object('started_at', v_started);
+        RETURN;
+    END IF;
+
+    SELECT * INTO w FROM dbal.workflows
+     WHERE tenant_id = p_tenant AND id = p_workflow
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        o_code := 4041; o_message := 'workflow not found';
+        o_details := jsonb_build_object('id', p_workflow);
+        RETURN;
+    END IF;
+    IF p_token IS NOT NULL THEN
+        IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
+                        AND w.lock_expires_at > v_now, false) THEN
+            o_code := 4233; o_message := 'the lock token is not the current holder''s';
+            o_details := jsonb_build_object('id', w.id, 'token', p_token);
+            RETURN;
+        END IF;
+    ELSIF w.is_locked AND w.lock_expires_at > v_now AND w.locked_by IS DISTINCT FROM dbal.ctx_user() THEN
+        o_code := 4231; o_message := 'workflow is locked by another user';
+        o_details := jsonb_build_object('id', w.id, 'locked_by', w.locked_by,
+                                        'locked_at', w.locked_at);
+        RETURN;
+    END IF;
+
+    INSERT INTO dbal.execution_keys AS k (tenant_id, execution_id, workflow_id, started_at, status)
+    VALUES (p_tenant, v_id, w.id, v_started, p_status)
+    ON CONFLICT (tenant_id, execution_id) DO NOTHING;
+
+    IF NOT FOUND THEN
+        SELECT * INTO v_key FROM dbal.execution_keys k
+         WHERE k.tenant_id = p_tenant AND k.execution_id = v_id FOR UPDATE;
+        IF v_key.workflow_id <> w.id THEN
+            o_code := 409; o_message := 'execution id already recorded for another workflow';
+            o_details := jsonb_build_object('execution_id', v_id);
+            RETURN;
+        END IF;
+        IF v_key.status = p_status OR (v_key.status <> 'pending' AND p_status = 'pending') THEN
+            o_outcome := 'duplicate';
+            RETURN;
+        END IF;
+        IF v_key.status <> 'pending' THEN
+            o_code := 409; o_message := format('execution already recorded as %s', v_key.status);
+            o_details := jsonb_build_object('execution_id', v_id, 'status', v_key.status);
+            RETURN;
+        END IF;
+        -- complete a pending execution
+        UPDATE dbal.execution_keys k SET status = p_status
+         WHERE k.tenant_id = p_tenant AND k.execution_id = v_id;
+        UPDATE dbal.workflow_executions e
+           SET status = p_status, duration_ms = p_duration_ms,
+               finished_at = e.started_at + make_interval(secs => p_duration_ms / 1000.0),
+               error = p_error
+         WHERE e.tenant_id = p_tenant AND e.execution_id = v_id AND e.started_at = v_key.started_at;
+        PERFORM dbal.rollup_add(p_tenant, w.id, v_key.started_at, p_status, p_duration_ms, true);
+        UPDATE dbal.workflows
+           SET finished_execution_count = w.finished_execution_count + 1,
+               average_execution_time = coalesce(w.average_execution_time, 0)
+                   + (p_duration_ms - coalesce(w.average_execution_time, 0)) / (w.finished_execution_count + 1),
+               last_execution_status = CASE WHEN w.last_executed_at = v_key.started_at
+                                            THEN p_status ELSE w.last_execution_status END
+         WHERE tenant_id = p_tenant AND id = w.id;
+        PERFORM dbal.audit('execution', w.id, jsonb_build_object(
+            'execution_id', v_id, 'status', p_status, 'duration_ms', p_duration_ms, 'completed', true));
+        o_outcome := 'completed';
+        RETURN;
+    END IF;
+
+    INSERT INTO dbal.workflow_executions (tenant_id, workflow_id, execution_id, status, duration_ms,
+                                          started_at, finished_at, executed_by, error)
+    VALUES (p_tenant, w.id, v_id, p_status, CASE WHEN v_final THEN p_duration_ms END, v_started,
+            CASE WHEN v_final THEN v_started + make_interval(secs => p_duration_ms / 1000.0) END,
+            dbal.ctx_user(), p_error);
+    PERFORM dbal.rollup_add(p_tenant, w.id, v_started, p_status, p_duration_ms, false);
+    UPDATE dbal.workflows
+       SET execution_count = w.execution_count + 1,
+           finished_execution_count = w.finished_execution_count + v_final::integer,
+           average_execution_time = CASE WHEN v_final
+               THEN coalesce(w.average_execution_time, 0)
+                    + (p_duration_ms - coalesce(w.average_execution_time, 0)) / (w.finished_execution_count + 1)
+               ELSE w.average_execution_time END,
+           last_executed_at = CASE WHEN w.last_executed_at IS NULL OR v_started >= w.last_executed_at
+                                   THEN v_started ELSE w.last_executed_at END,
+           last_execution_status = CASE WHEN w.last_executed_at IS NULL OR v_started >= w.last_executed_at
+                                        THEN p_status ELSE w.last_execution_status END
+     WHERE tenant_id = p_tenant AND id = w.id;
+    PERFORM dbal.audit('execution', w.id, jsonb_build_object(
+        'execution_id', v_id, 'status', p_status, 'duration_ms', p_duration_ms));
+    o_outcome := 'recorded';
+END
+$$;
+
+-- record_execution(workflow, status, duration_ms, execution_id, token, started_at, error):
+-- records one execution through record_one and returns its id and outcome ('recorded',
+-- 'completed', 'duplicate'); a refusal is raised with its code (422, 4041, 4231, 4233, 409).
+-- FORBIDDEN (403) without a user and a role. For many executions use record_executions.
+CREATE OR REPLACE FUNCTION dbal.record_execution(
+        p_workflow uuid,
+        p_status text,
+        p_duration_ms double precision,
+        p_execution_id text DEFAULT NULL,
+        p_token bigint DEFAULT NULL,
+        p_started_at timestamptz DEFAULT NULL,
+        p_error text DEFAULT NULL,
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS TABLE (execution_id text, outcome text)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+    r record;
+BEGIN
+    IF dbal.ctx_role() IS NULL OR dbal.ctx_user() IS NULL THEN
+        PERFORM dbal.raise_error(403, 'a user and a role are required to record an execution');
+    END IF;
+    r := dbal.record_one(v_tenant, p_workflow, p_status, p_duration_ms, p_execution_id, p_token,
+                         p_started_at, p_error);
+    IF r.o_code IS NOT NULL THEN
+        PERFORM dbal.raise_error(r.o_code, r.o_message, r.o_details);
+    END IF;
+    RETURN QUERY SELECT r.o_execution_id, r.o_outcome;
+END
+$$;
+
+REVOKE ALL ON FUNCTION dbal.record_one(text, uuid, text, double precision, text, bigint, timestamptz, text) FROM PUBLIC;
+
+RESET ROLE;
+
+-- ==============================================================================================
+-- sql/43_record_batch.sql
+
+-- 43_record_batch.sql — recording many executions of one tenant in one statement.
+--
+-- record_executions is the batch entry point of pydbal's recorder (pydbal/recorder.py): one
+-- statement per tenant and batch (on Citus, one call delegated to the tenant's worker), with the
+-- guarantees of record_execution (dbal.record_one, sql/41_record_execution.sql) for every item:
+--   * idempotent per execution id, within a batch too: a repeated id is 'duplicate', a 'pending'
+--     followed by its final status in the same batch is 'completed', so a retried batch counts
+--     nothing twice;
+--   * fencing per item: an item with a stale token is 'refused' (4233), and only that item;
+--   * the rows, the workflow's counters, the roll-ups and the audit trail change in the same
+--     transaction;
+--   * the outcome of every item, the rows, counters and roll-ups are those of recording the items
+--     one by one in array order with record_execution (tests/api/test_recorder.py compares
+--     them), except that the whole batch shares one clock reading.
+-- It is set-based, not a loop over record_one: the workflows of the batch are locked once (in id
+-- order, so concurrent batches and single calls over the same workflows wait for each other
+-- instead of deadlocking), the keys are inserted with one INSERT, and the executions, each
+-- workflow's counters, each (workflow, hour) and (workflow, day) roll-up and the audit rows are
+-- written with one statement each. Floating-point sums (sum_ms, the running mean) are folded in
+-- array order with the same operations as one by one, so they agree to the last bit.
+
+SET LOCAL ROLE @owner_role@;
+
+-- fold_sum(start, addends): ((start + a1) + a2) + …, left to right (float8 addition is not
+-- associative; this is the order in which one-by-one recording adds).
+CREATE FUNCTION dbal.fold_sum(p_start double precision, p_add double precision[])
+    RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v double precision := p_start;
+    x double precision;
+BEGIN
+    FOREACH x IN ARRAY coalesce(p_add, '{}') LOOP
+        v := v + x;
+    END LOOP;
+    RETURN v;
+END
+$$;
+
+-- fold_mean(avg, n, durations): the running mean over finished runs after adding durations one
+-- by one to a mean avg of n runs, with record_one's formula.
+CREATE FUNCTION dbal.fold_mean(p_avg double precision, p_n bigint, p_add double precision[])
+    RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v_avg double precision := p_avg;
+    v_n bigint := p_n;
+    x double precision;
+BEGIN
+    FOREACH x IN ARRAY coalesce(p_add, '{}') LOOP
+        v_avg := coalesce(v_avg, 0) + (x - coalesce(v_avg, 0)) / (v_n + 1);
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_avg;
+END
+$$;
+
+-- hist_add(hist, buckets): hist with one added to hist[b + 1] for each bucket b.
+CREATE FUNCTION dbal.hist_add(p_hist integer[], p_buckets integer[])
+    RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$
+DECLARE
+    v integer[] := p_hist;
+    b integer;
+BEGIN
+    FOREACH b IN ARRAY coalesce(p_buckets, '{}') LOOP
+        v[b + 1] := v[b + 1] + 1;
+    END LOOP;
+    RETURN v;
+END
+$$;
+
+-- record_executions(tenant, user, role, workflows[], statuses[], durations[], execution_ids[],
+-- tokens[], started_at[], errors[]): records the items in array order and returns one row per
+-- item: ord (1-based), execution_id, outcome ('recorded' | 'completed' | 'duplicate' |
+-- 'refused') and, for 'refused', code, message and details (those record_execution raises, see
+-- record_one). Arrays must have the same length, at most 10000 (else VALIDATION_ERROR 422 for
+-- the whole call); NULL elements mean what NULL arguments of record_execution mean. FORBIDDEN
+-- (403) without a user and role. A key or roll-up row deleted by retention while the batch is
+-- being recorded raises a serialization failure (40001), which the recorder retries.
+CREATE FUNCTION dbal.record_executions(
+        p_tenant text, p_user text, p_role text,
+        p_workflows uuid[],
+        p_statuses text[],
+        p_durations double precision[],
+        p_execution_ids text[],
+        p_tokens bigint[],
+        p_started_at timestamptz[],
+        p_errors text[])
+    RETURNS TABLE (ord integer, execution_id text, outcome text, code integer, message text,
+                   details jsonb)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+    v_n integer := coalesce(cardinality(p_workflows), 0);
+    v_user text := dbal.ctx_user();
+    v_role text := dbal.ctx_role();
+    v_ctx_tenant text := dbal.ctx_tenant();
+    v_now timestamptz := clock_timestamp();
+    -- per item (array order): execution id, started_at, refusal of step 1 (NULL: valid)
+    v_ids text[];
+    v_started timestamptz[];
+    v_codes integer[];
+    v_messages text[];
+    v_details jsonb[];
+    -- execution ids whose key step 1 inserted; valid ids whose key existed before
+    v_new text[];
+    v_old text[];
+    -- the keys that existed before (locked)
+    k_ids text[];
+    k_workflows uuid[];
+    k_started timestamptz[];
+    k_statuses text[];
+    -- per item: outcome, and the refusal of step 3 (409)
+    v_outcomes text[];
+    -- completions of executions recorded as pending before this batch
+    c_ids text[];
+    c_started timestamptz[];
+    c_statuses text[];
+    c_durations double precision[];
+    c_errors text[];
+    v_rolled_up boolean;  -- every (workflow, hour) and (workflow, day) row updated or inserted
+BEGIN
+    IF v_role IS NULL OR v_user IS NULL THEN
+        PERFORM dbal.raise_error(403, 'a user and a role are required to record an execution');
+    END IF;
+    IF v_n > 10000 THEN
+        PERFORM dbal.raise_error(422, 'at most 10000 executions per call',
+                                 jsonb_build_object('count', v_n));
+    END IF;
+    IF coalesce(cardinality(p_statuses), 0) <> v_n OR coalesce(cardinality(p_durations), 0) <> v_n
+       OR coalesce(cardinality(p_execution_ids), 0) <> v_n OR coalesce(cardinality(p_tokens), 0) <> v_n
+       OR coalesce(cardinality(p_started_at), 0) <> v_n OR coalesce(cardinality(p_errors), 0) <> v_n THEN
+        PERFORM dbal.raise_error(422, 'the arrays of a batch must have the same length');
+    END IF;
+    IF v_n = 0 THEN
+        RETURN;
+    END IF;
+
+    -- 1. Lock the batch's workflows (id order). Nothing below changes their lock columns, so
+    --    every item is validated and fenced against these rows, as record_one would.
+    PERFORM 1 FROM dbal.workflows w
+     WHERE w.tenant_id = v_tenant AND w.id = ANY (p_workflows)
+     ORDER BY w.id
+       FOR UPDATE;
+
+    -- 2. Validate and fence every item (record_one's checks, in its order), and insert the key of
+    --    the first valid item of each execution id unless the id is known: the inserted ones are
+    --    new executions, the others are looked up in step 3 (a new statement, so it sees keys
+    --    that concurrent transactions committed meanwhile, as record_one does).
+    WITH u AS MATERIALIZED (
+        SELECT u.i::integer AS i, u.wf, u.st, u.d, u.tok,
+               coalesce(u.eid, gen_random_uuid()::text) AS eid,
+               coalesce(u.sa, v_now - make_interval(secs => coalesce(u.d, 0) / 1000.0)) AS started
+          FROM unnest(p_workflows, p_statuses, p_durations, p_execution_ids, p_tokens, p_started_at)
+               WITH ORDINALITY AS u(wf, st, d, eid, tok, sa, i)
+    ), r AS (
+        SELECT u.*, w.id AS found, w.locked_by, w.locked_at,
+               CASE WHEN u.st IS NULL OR u.st NOT IN ('success', 'failure', 'pending', 'timeout') THEN 1
+                    WHEN u.d < 0 OR u.d = 'NaN'::float8 OR u.d = 'Infinity'::float8
+                         OR (u.st <> 'pending' AND u.d IS NULL) THEN 2
+                    WHEN length(u.eid) NOT BETWEEN 1 AND 255 THEN 3
+                    WHEN u.started > v_now + interval '5 minutes' THEN 4
+                    WHEN w.id IS NULL THEN 5
+                    WHEN u.tok IS NOT NULL THEN
+                        CASE WHEN coalesce(w.is_locked AND w.lock_token = u.tok AND w.locked_by = v_user
+                                           AND w.lock_expires_at > v_now, false) THEN NULL ELSE 6 END
+                    WHEN w.is_locked AND w.lock_expires_at > v_now
+                         AND w.locked_by IS DISTINCT FROM v_user THEN 7
+               END AS reason
+          FROM u
+          LEFT JOIN dbal.workflows w ON w.tenant_id = v_tenant AND w.id = u.wf
+    ), v AS MATERIALIZED (
+        SELECT r.i, r.eid, r.started, r.reason,
+               (ARRAY[422, 422, 422, 422, 4041, 4233, 4231])[r.reason] AS code,
+               CASE r.reason
+                   WHEN 1 THEN format('unknown execution status %L', r.st)
+                   WHEN 2 THEN 'duration_ms must be a finite number >= 0 (required for a final status)'
+                   WHEN 3 THEN 'execution_id must be 1 to 255 characters'
+                   WHEN 4 THEN 'started_at is in the future'
+                   WHEN 5 THEN 'workflow not found'
+                   WHEN 6 THEN 'the lock token is not the current holder''s'
+                   WHEN 7 THEN 'workflow is locked by another user'
+               END AS message,
+               CASE r.reason
+                   WHEN 1 THEN jsonb_build_object('status', r.st)
+                   WHEN 2 THEN jsonb_build_object('duration_ms', r.d)
+                   WHEN 4 THEN jsonb_build_object('started_at', r.started)
+                   WHEN 5 THEN jsonb_build_object('id', r.wf)
+                   WHEN 6 THEN jsonb_build_object('id', r.wf, 'token', r.tok)
+                   WHEN 7 THEN jsonb_build_object('id', r.wf, 'locked_by', r.locked_by,
+                                                  'locked_at', r.locked_at)
+               END AS details,
+               r.wf, r.st
+          FROM r
+    ), ins AS (
+        INSERT INTO dbal.execution_keys AS k (tenant_id, execution_id, workflow_id, started_at, status)
+        SELECT f.tenant_id, f.eid, f.wf, f.started, f.st
+          FROM (SELECT DISTINCT ON (v.eid) v_tenant AS tenant_id, v.eid, v.wf, v.started, v.st
+                  FROM v WHERE v.reason IS NULL
+                 ORDER BY v.eid, v.i) f
+        ON CONFLICT ON CONSTRAINT execution_keys_pkey DO NOTHING
+        RETURNING k.execution_id
+    )
+    SELECT array_agg(v.eid ORDER BY v.i), array_agg(v.started ORDER BY v.i),
+           array_agg(v.code ORDER BY v.i), array_agg(v.message ORDER BY v.i),
+           array_agg(v.details ORDER BY v.i),
+           (SELECT coalesce(array_agg(ins.execution_id), '{}') FROM ins),
+           (SELECT coalesce(array_agg(x.eid), '{}')
+              FROM (SELECT v2.eid FROM v v2 WHERE v2.reason IS NULL
+                    EXCEPT SELECT ins.execution_id FROM ins) x)
+      INTO v_ids, v_started, v_codes, v_messages, v_details, v_new, v_old
+      FROM v;
+
+    -- 3. The keys known before the batch, locked (id order) like record_one locks them.
+    IF cardinality(v_old) > 0 THEN
+        SELECT coalesce(array_agg(k.execution_id), '{}'), array_agg(k.workflow_id),
+               array_agg(k.started_at), array_agg(k.status)
+          INTO k_ids, k_workflows, k_started, k_statuses
+          FROM (SELECT k.execution_id, k.workflow_id, k.started_at, k.status
+                  FROM dbal.execution_keys k
+                 WHERE k.tenant_id = v_tenant AND k.execution_id = ANY (v_old)
+                 ORDER BY k.execution_id
+                   FOR UPDATE) k;
+        IF cardinality(k_ids) <> cardinality(v_old) THEN
+            RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+                MESSAGE = 'an execution key was deleted while the batch was being recorded';
+        END IF;
+    END IF;
+
+    -- 4. Outcomes, and every write, as one statement. For each execution id, its state before
+    --    the batch is its old key or (new id) its first valid item, which is 'recorded'. Later
+    --    items of the id are judged against that state as record_one would: another workflow
+    --    -> 409; the first final item of the same workflow while the state is 'pending' is the
+    --    completion ('completed'); then the same status, or a late 'pending' -> 'duplicate';
+    --    another final status -> 409.
+    WITH it AS MATERIALIZED (  -- the valid items
+        SELECT u.i::integer AS i, u.wf, u.st, u.d, u.eid, u.started, u.err
+          FROM unnest(p_workflows, p_statuses, p_durations, v_ids, v_started, p_errors, v_codes)
+               WITH ORDINALITY AS u(wf, st, d, eid, started, err, code, i)
+         WHERE u.code IS NULL
+    ), base AS MATERIALIZED (
+        (SELECT DISTINCT ON (it.eid) it.eid, it.wf AS bwf, it.started AS bstarted, it.st AS bst,
+                it.i AS ins_i
+           FROM it JOIN unnest(v_new) AS n(eid) ON n.eid = it.eid
+          ORDER BY it.eid, it.i)
+        UNION ALL
+        SELECT k.eid, k.wf, k.started, k.st, NULL
+          FROM unnest(k_ids, k_workflows, k_started, k_statuses) AS k(eid, wf, started, st)
+    ), ib AS (
+        SELECT it.*, b.bwf, b.bstarted, b.bst, b.ins_i,
+               b.bst = 'pending' AND it.wf = b.bwf AND it.st <> 'pending' AS completes
+          FROM it JOIN base b ON b.eid = it.eid
+    ), c AS (  -- the completion of each id still pending: its first final item (c_i)
+        SELECT ib.*,
+               min(ib.i) FILTER (WHERE ib.completes) OVER w AS c_i,
+               (array_agg(ib.st) FILTER (WHERE ib.completes) OVER w)[1] AS c_st,
+               (array_agg(ib.d) FILTER (WHERE ib.completes) OVER w)[1] AS c_d,
+               (array_agg(ib.err) FILTER (WHERE ib.completes) OVER w)[1] AS c_err
+          FROM ib
+        WINDOW w AS (PARTITION BY ib.eid ORDER BY ib.i
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    ), o AS MATERIALIZED (
+        SELECT c.*, s.eff,
+               CASE WHEN c.i = c.ins_i THEN 'recorded'
+                    WHEN c.wf <> c.bwf THEN 'other_workflow'
+                    WHEN c.i = c.c_i THEN 'completed'
+                    WHEN s.eff = c.st OR (s.eff <> 'pending' AND c.st = 'pending') THEN 'duplicate'
+                    ELSE 'other_status'
+               END AS outcome
+          FROM c CROSS JOIN LATERAL (SELECT CASE WHEN c.c_i < c.i THEN c.c_st ELSE c.bst END AS eff) s
+    ), ev AS MATERIALIZED (  -- what changes counters and roll-ups: new runs and completions
+        SELECT o.i, o.wf, o.eid, o.st, o.d, o.started AS at, false AS completion,
+               (o.st = 'pending')::integer AS dpending
+          FROM o WHERE o.outcome = 'recorded'
+        UNION ALL
+        SELECT o.i, o.wf, o.eid, o.st, o.d, o.bstarted, true, -1
+          FROM o WHERE o.outcome = 'completed'
+    ), ie AS (  -- new executions, with their final status when completed in this batch
+        INSERT INTO dbal.workflow_executions (tenant_id, workflow_id, execution_id, status,
+                                              duration_ms, started_at, finished_at, executed_by, error)
+        SELECT v_tenant, o.wf, o.eid, coalesce(o.c_st, o.st),
+               CASE WHEN o.c_i IS NOT NULL THEN o.c_d WHEN o.st <> 'pending' THEN o.d END,
+               o.started,
+               CASE WHEN o.c_i IS NOT NULL THEN o.started + make_interval(secs => o.c_d / 1000.0)
+                    WHEN o.st <> 'pending' THEN o.started + make_interval(secs => o.d / 1000.0) END,
+               v_user,
+               CASE WHEN o.c_i IS NOT NULL THEN o.c_err ELSE o.err END
+          FROM o WHERE o.outcome = 'recorded'
+         ORDER BY o.i
+    ), uk AS (
+        UPDATE dbal.execution_keys k SET status = o.st
+          FROM o
+         WHERE o.outcome = 'completed' AND k.tenant_id = v_tenant AND k.execution_id = o.eid
+    ), hourly AS (
+        SELECT ev.wf, date_trunc('hour', ev.at, 'UTC') AS period,
+               count(*) FILTER (WHERE ev.st = 'success') AS success,
+               count(*) FILTER (WHERE ev.st = 'failure') AS failure,
+               count(*) FILTER (WHERE ev.st = 'timeout') AS timeout,
+               sum(ev.dpending) AS dpending,
+               (array_agg(ev.dpending ORDER BY ev.i))[1] AS first_dpending,
+               count(*) FILTER (WHERE ev.st <> 'pending') AS finished,
+               array_agg(ev.d ORDER BY ev.i) FILTER (WHERE ev.st <> 'pending') AS ds,
+               min(ev.d) FILTER (WHERE ev.st <> 'pending') AS min_ms,
+               max(ev.d) FILTER (WHERE ev.st <> 'pending') AS max_ms,
+               array_agg(dbal.duration_bucket(ev.d)) FILTER (WHERE ev.st <> 'pending') AS buckets
+          FROM ev GROUP BY 1, 2
+    ), daily AS (
+        SELECT ev.wf, date_trunc('day', ev.at, 'UTC') AS period,
+               count(*) FILTER (WHERE ev.st = 'success') AS success,
+               count(*) FILTER (WHERE ev.st = 'failure') AS failure,
+               count(*) FILTER (WHERE ev.st = 'timeout') AS timeout,
+               sum(ev.dpending) AS dpending,
+               (array_agg(ev.dpending ORDER BY ev.i))[1] AS first_dpending,
+               count(*) FILTER (WHERE ev.st <> 'pending') AS finished,
+               array_agg(ev.d ORDER BY ev.i) FILTER (WHERE ev.st <> 'pending') AS ds,
+               min(ev.d) FILTER (WHERE ev.st <> 'pending') AS min_ms,
+               max(ev.d) FILTER (WHERE ev.st <> 'pending') AS max_ms,
+               array_agg(dbal.duration_bucket(ev.d)) FILTER (WHERE ev.st <> 'pending') AS buckets
+          FROM ev GROUP BY 1, 2
+    -- Roll-ups: the rows that exist (in this statement's snapshot) are updated, the others
+    -- inserted; no other transaction can insert them meanwhile, since every writer of a
+    -- workflow's roll-ups holds its row lock, as this one does. Retention may delete an old
+    -- row meanwhile: then neither statement writes it, and the batch is retried (rolled_up). The two tables' statements
+    -- differ only in table and period column; keep them in step. A new row is made by its first
+    -- event, so its pending count starts at greatest(first, 0) like rollup_add's; sums are
+    -- folded from the row's sum in event order.
+    ), uh_old AS (
+        UPDATE dbal.workflow_stats_hourly s
+           SET success = s.success + h.success, failure = s.failure + h.failure,
+               pending = s.pending + h.dpending, timeout = s.timeout + h.timeout,
+               finished = s.finished + h.finished, sum_ms = dbal.fold_sum(s.sum_ms, h.ds),
+               min_ms = least(s.min_ms, h.min_ms), max_ms = greatest(s.max_ms, h.max_ms),
+               hist = dbal.hist_add(s.hist, h.buckets)
+          FROM hourly h
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf AND s.hour = h.period
+        RETURNING 1
+    ), uh_new AS (
+        INSERT INTO dbal.workflow_stats_hourly
+               (tenant_id, workflow_id, hour, success, failure, pending, timeout, finished,
+                sum_ms, min_ms, max_ms, hist)
+        SELECT v_tenant, h.wf, h.period, h.success, h.failure,
+               greatest(h.first_dpending, 0) + h.dpending - h.first_dpending, h.timeout,
+               h.finished, dbal.fold_sum(0, h.ds), h.min_ms, h.max_ms,
+               dbal.hist_add(array_fill(0, ARRAY[240]), h.buckets)
+          FROM hourly h
+         WHERE NOT EXISTS (SELECT FROM dbal.workflow_stats_hourly s
+                            WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf
+                              AND s.hour = h.period)
+        RETURNING 1
+    ), ud_old AS (
+        UPDATE dbal.workflow_stats_daily s
+           SET success = s.success + h.success, failure = s.failure + h.failure,
+               pending = s.pending + h.dpending, timeout = s.timeout + h.timeout,
+               finished = s.finished + h.finished, sum_ms = dbal.fold_sum(s.sum_ms, h.ds),
+               min_ms = least(s.min_ms, h.min_ms), max_ms = greatest(s.max_ms, h.max_ms),
+               hist = dbal.hist_add(s.hist, h.buckets)
+          FROM daily h
+         WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf AND s.day = h.period
+        RETURNING 1
+    ), ud_new AS (
+        INSERT INTO dbal.workflow_stats_daily
+               (tenant_id, workflow_id, day, success, failure, pending, timeout, finished,
+                sum_ms, min_ms, max_ms, hist)
+        SELECT v_tenant, h.wf, h.period, h.success, h.failure,
+               greatest(h.first_dpending, 0) + h.dpending - h.first_dpending, h.timeout,
+               h.finished, dbal.fold_sum(0, h.ds), h.min_ms, h.max_ms,
+               dbal.hist_add(array_fill(0, ARRAY[240]), h.buckets)
+          FROM daily h
+         WHERE NOT EXISTS (SELECT FROM dbal.workflow_stats_daily s
+                            WHERE s.tenant_id = v_tenant AND s.workflow_id = h.wf
+                              AND s.day = h.period)
+        RETURNING 1
+    ), wl AS (  -- the batch's workflows' last run before the batch
+        SELECT w.id, w.last_executed_at
+          FROM dbal.workflows w
+         WHERE w.tenant_id = v_tenant AND w.id IN (SELECT DISTINCT ev.wf FROM ev)
+    ), fire AS (
+        -- last_executed_at/last_execution_status, event by event as record_one sets them: a new
+        -- run sets both when it started at or after the last one; a completion sets the status
+        -- when its run is the last one. The last event that sets it gives the status.
+        SELECT DISTINCT ON (f.wf) f.wf, f.st
+          FROM (SELECT ev.wf, ev.i, ev.st, ev.completion, ev.at,
+                       greatest(wl.last_executed_at,
+                                max(ev.at) FILTER (WHERE NOT ev.completion)
+                                    OVER (PARTITION BY ev.wf ORDER BY ev.i
+                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
+                           AS last_before
+                  FROM ev JOIN wl ON wl.id = ev.wf) f
+         WHERE CASE WHEN f.completion THEN f.last_before = f.at
+                    ELSE f.last_before IS NULL OR f.at >= f.last_before END
+         ORDER BY f.wf, f.i DESC
+    ), counters AS (
+        SELECT ev.wf,
+               count(*) FILTER (WHERE NOT ev.completion) AS runs,
+               count(*) FILTER (WHERE ev.st <> 'pending') AS finished,
+               array_agg(ev.d ORDER BY ev.i) FILTER (WHERE ev.st <> 'pending') AS ds,
+               max(ev.at) FILTER (WHERE NOT ev.completion) AS last_at
+          FROM ev GROUP BY ev.wf
+    ), uw AS (
+        UPDATE dbal.workflows w
+           SET execution_count = w.execution_count + c.runs,
+               finished_execution_count = w.finished_execution_count + c.finished,
+               average_execution_time = dbal.fold_mean(w.average_execution_time,
+                                                       w.finished_execution_count, c.ds),
+               last_executed_at = greatest(w.last_executed_at, c.last_at),
+               last_execution_status = coalesce(f.st, w.last_execution_status)
+          FROM counters c LEFT JOIN fire f ON f.wf = c.wf
+         WHERE w.tenant_id = v_tenant AND w.id = c.wf
+    ), au AS (
+        INSERT INTO dbal.audit_log (tenant_id, user_id, user_role, operation, workflow_id, details)
+        SELECT v_ctx_tenant, v_user, v_role,
+               'execution', ev.wf,
+               CASE WHEN ev.completion
+                    THEN jsonb_build_object('execution_id', ev.eid, 'status', ev.st,
+                                            'duration_ms', ev.d, 'completed', true)
+                    ELSE jsonb_build_object('execution_id', ev.eid, 'status', ev.st,
+                                            'duration_ms', ev.d) END
+          FROM ev ORDER BY ev.i
+    ), res AS (
+        SELECT g.i::integer AS i,
+               CASE WHEN o.outcome IN ('recorded', 'completed', 'duplicate') THEN o.outcome
+                    ELSE 'refused' END AS outcome,
+               CASE WHEN g.code IS NOT NULL THEN g.code
+                    WHEN o.outcome IN ('other_workflow', 'other_status') THEN 409 END AS code,
+               CASE WHEN g.code IS NOT NULL THEN g.message
+                    WHEN o.outcome = 'other_workflow'
+                        THEN 'execution id already recorded for another workflow'
+                    WHEN o.outcome = 'other_status'
+                        THEN format('execution already recorded as %s', o.eff) END AS message,
+               CASE WHEN g.code IS NOT NULL THEN g.details
+                    WHEN o.outcome = 'other_workflow'
+                        THEN jsonb_build_object('execution_id', o.eid)
+                    WHEN o.outcome = 'other_status'
+                        THEN jsonb_build_object('execution_id', o.eid, 'status', o.eff) END
+                   AS details
+          FROM unnest(v_codes, v_messages, v_details) WITH ORDINALITY AS g(code, message, details, i)
+          LEFT JOIN o ON o.i = g.i
+    ), late AS (  -- completions of executions recorded as pending before this batch
+        SELECT array_agg(o.eid) AS ids, array_agg(o.bstarted) AS started,
+               array_agg(o.st) AS statuses, array_agg(o.d) AS durations, array_agg(o.err) AS errors
+          FROM o WHERE o.outcome = 'completed' AND o.ins_i IS NULL
+    )
+    SELECT (SELECT array_agg(res.outcome ORDER BY res.i) FROM res),
+           (SELECT array_agg(res.code ORDER BY res.i) FROM res),
+           (SELECT array_agg(res.message ORDER BY res.i) FROM res),
+           (SELECT array_agg(res.details ORDER BY res.i) FROM res),
+           late.ids, late.started, late.statuses, late.durations, late.errors,
+           (SELECT count(*) FROM uh_old) + (SELECT count(*) FROM uh_new)
+               = (SELECT count(*) FROM hourly)
+           AND (SELECT count(*) FROM ud_old) + (SELECT count(*) FROM ud_new)
+               = (SELECT count(*) FROM daily)
+      INTO v_outcomes, v_codes, v_messages, v_details,
+           c_ids, c_started, c_statuses, c_durations, c_errors, v_rolled_up
+      FROM late;
+    IF NOT v_rolled_up THEN
+        RAISE EXCEPTION USING ERRCODE = 'serialization_failure',
+            MESSAGE = 'a roll-up row was deleted while the batch was being recorded';
+    END IF;
+
+    -- 5. Completions of executions recorded as pending before this batch: their row (found by
+    --    its key's started_at, so only its partition is touched).
+    IF c_ids IS NOT NULL THEN
+        UPDATE dbal.workflow_executions e
+           SET status = c.st, duration_ms = c.d,
+               finished_at = e.started_at + make_interval(secs => c.d / 1000.0), error = c.err
+          FROM unnest(c_ids, c_started, c_statuses, c_durations, c_errors) AS c(eid, started, st, d, err)
+         WHERE e.tenant_id = v_tenant AND e.execution_id = c.eid AND e.started_at = c.started;
+    END IF;
+
+    RETURN QUERY
+    SELECT u.i::integer, u.eid, u.outcome, u.code, u.message, u.details
+      FROM unnest(v_ids, v_outcomes, v_codes, v_messages, v_details)
+           WITH ORDINALITY AS u(eid, outcome, code, message, details, i);
+END
+$$;
+
+REVOKE ALL ON FUNCTION dbal.fold_sum(double precision, double precision[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbal.fold_mean(double precision, bigint, double precision[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbal.hist_add(integer[], integer[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION dbal.record_executions(text, text, text, uuid[], text[],
+    double precision[], text[], bigint[], timestamptz[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbal.record_executions(text, text, text, uuid[], text[],
+    double precision[], text[], bigint[], timestamptz[], text[]) TO @app_role@;
+
+RESET ROLE;
+
+-- ==============================================================================================
+-- sql/44_retention.sql
+
+-- 44_retention.sql — how long executions, roll-ups and the audit trail are kept.
+--
+-- * dbal.retention_defaults holds one row per kind of data (the registry of kinds):
+--     executions    workflow_executions rows and their execution_keys (by started_at)
+--     stats_hourly  workflow_stats_hourly (by hour)
+--     stats_daily   workflow_stats_daily (by day)
+--     audit         audit_log (by at)
+--   A new kind (e.g. archived_workflows) is a row here plus a branch in dbal.prune_batch.
+-- * dbal.retention_overrides holds per-tenant values; a tenant without one uses the default.
+-- * A row is removed once its time is before now − keep (its tenant's keep for its kind).
+--   pg_partman drops whole daily partitions older than the longest keep of any tenant
+--   (sql/45_maintenance.sql sets part_config.retention from these tables); dbal.prune_batch
+--   deletes the rest in bounded batches (everything on a server without pg_partman).
+-- * Who may change what: operators (superusers) set defaults (set_retention_default) and any
+--   tenant's override; a tenant's admin, god or supergod may set their own tenant's override
+--   up to the default (a shorter keep, not a longer one) through set_retention.
+
+SET LOCAL ROLE @owner_role@;
+
+CREATE TABLE dbal.retention_defaults (
+    kind        text        PRIMARY KEY,
+    keep        interval    NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    updated_by  text        NOT NULL DEFAULT session_user,
+    CONSTRAINT retention_defaults_keep_sane CHECK (keep >= interval '1 hour')
+);
+
+COMMENT ON TABLE dbal.retention_defaults IS
+    'Retention per kind of data (executions, stats_hourly, stats_daily, audit); see sql/44_retention.sql.';
+
+INSERT INTO dbal.retention_defaults (kind, keep, updated_by) VALUES
+    ('executions',   interval '30 days',  'pydbal'),
+    ('stats_hourly', interval '90 days',  'pydbal'),
+    ('stats_daily',  interval '730 days', 'pydbal'),
+    ('audit',        interval '365 days', 'pydbal');
+
+CREATE TABLE dbal.retention_overrides (
+    tenant_id   text        NOT NULL,
+    kind        text        NOT NULL,
+    keep        interval    NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    updated_by  text        NOT NULL,
+    CONSTRAINT retention_overrides_pkey PRIMARY KEY (tenant_id, kind),
+    CONSTRAINT retention_overrides_kind_fkey FOREIGN KEY (kind)
+        REFERENCES dbal.retention_defaults (kind) ON DELETE CASCADE,
+    CONSTRAINT retention_overrides_keep_sane CHECK (keep >= interval '1 hour')
+);
+
+ALTER TABLE dbal.retention_overrides ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dbal.retention_overrides FORCE ROW LEVEL SECURITY;
+CREATE POLICY retention_overrides_app_select ON dbal.retention_overrides FOR SELECT TO @app_role@
+    USING (tenant_id = dbal.ctx_tenant());
+CREATE POLICY retention_overrides_owner_all ON dbal.retention_overrides FOR ALL TO @owner_role@
+    USING (tenant_id = dbal.ctx_tenant()) WITH CHECK (tenant_id = dbal.ctx_tenant());
+
+-- retention(): the effective retention of the request's tenant: one row per kind with keep and
+-- source ('tenant' for an override, else 'default'). Any role may read it.
+CREATE FUNCTION dbal.retention(
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS TABLE (kind text, keep interval, source text, default_keep interval)
+    LANGUAGE plpgsql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+BEGIN
+    RETURN QUERY
+    SELECT d.kind, coalesce(o.keep, d.keep),
+           CASE WHEN o.keep IS NULL THEN 'default' ELSE 'tenant' END, d.keep
+      FROM dbal.retention_defaults d
+      LEFT JOIN dbal.retention_overrides o ON o.tenant_id = v_tenant AND o.kind = d.kind
+     ORDER BY d.kind;
+END
+$$;
+
+-- set_retention(kind, keep): sets (keep NULL: removes) the request tenant's override of one
+-- kind and returns the effective keep. FORBIDDEN (403) unless the role is admin, god or
+-- supergod; a keep longer than the default is FORBIDDEN unless the login is a superuser (an
+-- operator); an unknown kind or a keep under one hour is VALIDATION_ERROR (422). Audited.
+CREATE FUNCTION dbal.set_retention(
+        p_kind text, p_keep interval,
+        p_tenant text DEFAULT NULL, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
+    RETURNS interval
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_tenant text := dbal.enter(p_tenant, p_user, p_role);
+    v_default interval;
+BEGIN
+    IF NOT dbal.ctx_is_admin() THEN
+        PERFORM dbal.raise_error(403, 'only admin, god and supergod may change retention');
+    END IF;
+    SELECT d.keep INTO v_default FROM dbal.retention_defaults d WHERE d.kind = p_kind;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(422, format('unknown retention kind %L', p_kind),
+                                 jsonb_build_object('kind', p_kind));
+    END IF;
+    IF p_keep IS NOT NULL AND p_keep < interval '1 hour' THEN
+        PERFORM dbal.raise_error(422, 'retention must be at least one hour',
+                                 jsonb_build_object('keep', p_keep));
+    END IF;
+    IF p_keep > v_default
+       AND NOT coalesce((SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user), false) THEN
+        PERFORM dbal.raise_error(403, 'a tenant may shorten its retention, not extend it past the default',
+                                 jsonb_build_object('kind', p_kind, 'keep', p_keep,
+                                                    'default', v_default));
+    END IF;
+    IF p_keep IS NULL THEN
+        DELETE FROM dbal.retention_overrides o WHERE o.tenant_id = v_tenant AND o.kind = p_kind;
+    ELSE
+        INSERT INTO dbal.retention_overrides AS o (tenant_id, kind, keep, updated_by)
+        VALUES (v_tenant, p_kind, p_keep, dbal.ctx_user())
+        ON CONFLICT (tenant_id, kind) DO UPDATE
+            SET keep = excluded.keep, updated_at = now(), updated_by = excluded.updated_by;
+    END IF;
+    PERFORM dbal.audit('retention_set', NULL, jsonb_build_object('kind', p_kind, 'keep', p_keep));
+    RETURN coalesce(p_keep, v_default);
+END
+$$;
+
+-- set_retention_default(kind, keep): the operator's default for one kind (a new kind is
+-- added by a migration, not here). SECURITY INVOKER and executable by no role: superusers only.
+CREATE FUNCTION dbal.set_retention_default(p_kind text, p_keep interval) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+BEGIN
+    UPDATE dbal.retention_defaults
+       SET keep = p_keep, updated_at = now(), updated_by = session_user
+     WHERE kind = p_kind;
+    IF NOT FOUND THEN
+        PERFORM dbal.raise_error(422, format('unknown retention kind %L', p_kind),
+                                 jsonb_build_object('kind', p_kind));
+    END IF;
+END
+$$;
+
+-- prune_batch(kind, now, limit): deletes at most `limit` rows of one kind whose time is before
+-- now − keep (each tenant's keep); returns how many. 'executions' deletes execution rows, then
+-- (in the same call, up to `limit` more) execution keys. SECURITY INVOKER, executable by no role:
+-- run by dbal.run_maintenance as a superuser, which row-level security does not restrict.
+CREATE FUNCTION dbal.prune_batch(p_kind text, p_now timestamptz, p_limit integer)
+    RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_default interval;
+    v_cut timestamptz;  -- nothing newer than this can be due, whoever the tenant
+    v_count integer := 0;
+    v_more integer := 0;
+BEGIN
+    SELECT d.keep INTO v_default FROM dbal.retention_defaults d WHERE d.kind = p_kind;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    SELECT p_now - least(v_default, min(o.keep)) INTO v_cut
+      FROM dbal.retention_overrides o WHERE o.kind = p_kind;
+    IF p_kind = 'executions' THEN
+        WITH victims AS (
+            SELECT e.tenant_id, e.execution_id, e.started_at
+              FROM dbal.workflow_executions e
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = e.tenant_id AND o.kind = p_kind
+             WHERE e.started_at < v_cut AND e.started_at < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.workflow_executions e USING victims v
+         WHERE e.tenant_id = v.tenant_id AND e.execution_id = v.execution_id
+           AND e.started_at = v.started_at;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+        WITH victims AS (
+            SELECT k.tenant_id, k.execution_id
+              FROM dbal.execution_keys k
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = k.tenant_id AND o.kind = p_kind
+             WHERE k.started_at < v_cut AND k.started_at < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.execution_keys k USING victims v
+         WHERE k.tenant_id = v.tenant_id AND k.execution_id = v.execution_id;
+        GET DIAGNOSTICS v_more = ROW_COUNT;
+    ELSIF p_kind = 'stats_hourly' THEN
+        WITH victims AS (
+            SELECT s.tenant_id, s.workflow_id, s.hour
+              FROM dbal.workflow_stats_hourly s
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = s.tenant_id AND o.kind = p_kind
+             WHERE s.hour < v_cut AND s.hour < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.workflow_stats_hourly s USING victims v
+         WHERE s.tenant_id = v.tenant_id AND s.workflow_id = v.workflow_id AND s.hour = v.hour;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    ELSIF p_kind = 'stats_daily' THEN
+        WITH victims AS (
+            SELECT s.tenant_id, s.workflow_id, s.day
+              FROM dbal.workflow_stats_daily s
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = s.tenant_id AND o.kind = p_kind
+             WHERE s.day < v_cut AND s.day < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.workflow_stats_daily s USING victims v
+         WHERE s.tenant_id = v.tenant_id AND s.workflow_id = v.workflow_id AND s.day = v.day;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    ELSIF p_kind = 'audit' THEN
+        WITH victims AS (
+            SELECT a.tenant_id, a.id, a.at
+              FROM dbal.audit_log a
+              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = a.tenant_id AND o.kind = p_kind
+             WHERE a.at < v_cut AND a.at < p_now - coalesce(o.keep, v_default)
+             LIMIT p_limit)
+        DELETE FROM dbal.audit_log a USING victims v
+         WHERE a.tenant_id = v.tenant_id AND a.id = v.id AND a.at = v.at;
+        GET DIAGNOSTICS v_count = ROW_COUNT;
+    END IF;
+    RETURN v_count + v_more;
+END
+$$;
+
+REVOKE ALL ON dbal.retention_defaults, dbal.retention_overrides FROM PUBLIC;
+GRANT SELECT ON dbal.retention_defaults, dbal.retention_overrides TO @app_role@;
+REVOKE ALL ON FUNCTION dbal.retention(text, text, text),
+    dbal.set_retention(text, interval, text, text, text),
+    dbal.set_retention_default(text, interval),
+    dbal.prune_batch(text, timestamptz, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dbal.retention(text, text, text),
+    dbal.set_retention(text, interval, text, text, text) TO @app_role@;
+
+RESET ROLE;
+
+-- ==============================================================================================
+-- sql/45_maintenance.sql
+
+-- 45_maintenance.sql — the scheduler's one job: sweep expired locks, pg_partman, retention.
+--
+-- CALL dbal.run_maintenance(runner, min_interval_s, batch, max_batches) is what pg_cron runs
+-- every minute (scheduled by `pydbal migrate` where pg_cron is installed, see
+-- pydbal/maintenance.py) and what the in-process scheduler of a pydbal process runs otherwise.
+-- Guarantees:
+--   * one run at a time per database: a session advisory lock is taken with try-lock, so a
+--     second runner (another process, pg_cron) skips instead of waiting; a run that started less
+--     than min_interval_s seconds ago makes the others skip too (so N processes do not sweep N
+--     times per interval);
+--   * expired leases are cleared in the table (is_locked = false) and audited ('lock_expired',
+--     user 'maintenance:<runner>');
+--   * pg_partman (where installed) gets retention = the longest keep of any tenant for the
+--     executions and audit parents, then run_maintenance_proc() creates and drops partitions;
+--   * then bounded batched deletes (dbal.prune_batch) remove what is older than each tenant's
+--     retention, committing after each batch (short locks), at most max_batches per kind;
+--   * each run is a row of dbal.maintenance_runs: when, by whom, what it removed, errors.
+-- It commits between steps, so it is a procedure, SECURITY INVOKER (SECURITY DEFINER procedures
+-- cannot commit), executable by no role: superusers only (pg_cron's job runs as one; the
+-- in-process scheduler needs a superuser DSN, which the embedded server's is).
+
+SET LOCAL ROLE @owner_role@;
+
+CREATE TABLE dbal.maintenance_runs (
+    id                  bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    runner              text        NOT NULL,   -- 'pg_cron', 'pydbal:<host>:<pid>', 'cli'
+    started_at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at         timestamptz,            -- NULL: running, or died (see error)
+    locks_cleared       integer,
+    partitions_dropped  integer,
+    removed             jsonb,                  -- rows deleted per kind
+    error               text
+);
+
+COMMENT ON TABLE dbal.maintenance_runs IS
+    'One row per run of dbal.run_maintenance (kept 30 days); shown by `pydbal status`.';
+
+CREATE INDEX maintenance_runs_started_idx ON dbal.maintenance_runs (started_at DESC);
+
+CREATE PROCEDURE dbal.run_maintenance(
+        p_runner text DEFAULT 'pg_cron',
+        p_min_interval_s double precision DEFAULT 0,
+        p_batch integer DEFAULT 5000,
+        p_max_batches integer DEFAULT 100)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    c_lock CONSTANT bigint := 8101238223536500852;  -- 'pydbalmt'
+    v_run bigint;
+    v_now timestamptz;
+    v_locks integer := 0;
+    v_dropped integer := NULL;
+    v_removed jsonb := '{}';
+    v_errors text[] := '{}';
+    v_kind text;
+    v_n integer;
+    v_total integer;
+    v_batches integer;
+    v_before text[];
+BEGIN
+    IF NOT pg_catalog.pg_try_advisory_lock(c_lock) THEN
+        RAISE NOTICE 'dbal.run_maintenance: another run is in progress; skipped';
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT FROM dbal.maintenance_runs r
+                WHERE r.started_at > pg_catalog.clock_timestamp()
+                                     - pg_catalog.make_interval(secs => p_min_interval_s)) THEN
+        PERFORM pg_catalog.pg_advisory_unlock(c_lock);
+        RETURN;
+    END IF;
+    INSERT INTO dbal.maintenance_runs (runner) VALUES (p_runner) RETURNING id INTO v_run;
+    v_now := pg_catalog.clock_timestamp();
+    COMMIT;
+
+    -- 1. expired leases
+    BEGIN
+        PERFORM pg_catalog.set_config('dbal.user_id', 'maintenance:' || p_runner, true);
+        v_locks := dbal.sweep_expired_locks();
+    EXCEPTION WHEN OTHERS THEN
+        v_errors := v_errors || ('locks: ' || SQLERRM);
+    END;
+    COMMIT;
+
+    -- 2. pg_partman: retention from the policy, then its own maintenance
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_partman') THEN
+        UPDATE partman.part_config c
+           SET retention = (SELECT pg_catalog.max(k.keep)::text FROM (
+                               SELECT d.keep FROM dbal.retention_defaults d WHERE d.kind = x.kind
+                               UNION ALL
+                               SELECT o.keep FROM dbal.retention_overrides o WHERE o.kind = x.kind) k),
+               retention_keep_table = false
+          FROM (VALUES ('dbal.workflow_executions', 'executions'),
+                       ('dbal.audit_log', 'audit')) AS x(parent, kind)
+         WHERE c.parent_table = x.parent;
+        SELECT pg_catalog.array_agg(i.inhrelid::regclass::text) INTO v_before
+          FROM pg_catalog.pg_inherits i
+         WHERE i.inhparent IN ('dbal.workflow_executions'::regclass, 'dbal.audit_log'::regclass);
+        COMMIT;
+        CALL partman.run_maintenance_proc();
+        SELECT pg_catalog.count(*) INTO v_dropped
+          FROM pg_catalog.unnest(v_before) b(name)
+         WHERE pg_catalog.to_regclass(b.name) IS NULL;
+    END IF;
+
+    -- 3. batched deletes, per kind, committing after each batch
+    FOR v_kind IN SELECT d.kind FROM dbal.retention_defaults d ORDER BY d.kind LOOP
+        v_total := 0;
+        v_batches := 0;
+        LOOP
+            v_n := 0;
+            BEGIN
+                v_n := dbal.prune_batch(v_kind, v_now, p_batch);
+            EXCEPTION WHEN OTHERS THEN
+                v_errors := v_errors || (v_kind || ': ' || SQLERRM);
+            END;
+            COMMIT;
+            v_total := v_total + v_n;
+            v_batches := v_batches + 1;
+            EXIT WHEN v_n < p_batch OR v_batches >= p_max_batches;
+        END LOOP;
+        v_removed := v_removed || pg_catalog.jsonb_build_object(v_kind, v_total);
+    END LOOP;
+
+    DELETE FROM dbal.maintenance_runs r WHERE r.started_at < v_now - interval '30 days';
+    UPDATE dbal.maintenance_runs
+       SET finished_at = pg_catalog.clock_timestamp(), locks_cleared = v_locks,
+           partitions_dropped = v_dropped, removed = v_removed,
+           error = CASE WHEN pg_catalog.cardinality(v_errors) > 0
+                        THEN pg_catalog.array_to_string(v_errors, '; ') END
+     WHERE id = v_run;
+    COMMIT;
+    PERFORM pg_catalog.pg_advisory_unlock(c_lock);
+END
+$$;
+
+COMMENT ON PROCEDURE dbal.run_maintenance(text, double precision, integer, integer) IS
+    'Sweep expired locks, pg_partman maintenance, retention; one run at a time (sql/45_maintenance.sql).';
+
+REVOKE ALL ON dbal.maintenance_runs FROM PUBLIC;
+REVOKE ALL ON PROCEDURE dbal.run_maintenance(text, double precision, integer, integer) FROM PUBLIC;
+
+RESET ROLE;
