@@ -110,7 +110,8 @@ BEGIN
               WHERE p.pronamespace = 'dbal'::regnamespace AND p.proname = 'record_execution'
     LOOP
         v_def := pg_get_functiondef(r.oid);
-        CONTINUE WHEN position(v_new IN v_def) > 0;  -- reshaped already
+        CONTINUE WHEN position(v_new IN v_def) > 0  -- reshaped already
+                   OR position('UPDATE dbal.workflow_executions' IN v_def) = 0;  -- no completion
         IF position(v_old IN v_def) = 0 THEN
             RAISE EXCEPTION 'sql/citus/06_functions.sql: dbal.record_execution changed shape; '
                             'update the Citus rewrite';
