@@ -65,6 +65,57 @@ async def _workers(conn: Any) -> int:
     )
 
 
+#: The file of pydbal's own operators and GIN operator classes (issue 13), which Citus cannot
+#: propagate: created on every worker with the coordinator's text (see _operators_on_workers).
+_OPERATORS_FILE = "05_index_operators.sql"
+
+
+async def _operators_on_workers(conn: Any, roles: Roles, sql_dir: Path) -> None:
+    """Create ``sql/05_index_operators.sql``'s functions, operators and operator classes on
+    every worker where they are missing, before sql/citus/10_distribute.sql distributes the
+    tables whose indexes use them (Citus 13.2 refuses to distribute a table depending on an
+    operator class, and does not create one on the workers). Runs through
+    ``run_command_on_workers``: on its own connections, committed whatever the caller's
+    transaction does (the text is idempotent, so a failed migration leaves nothing that a
+    retry trips on). Any worker's failure raises."""
+    path = sql_dir / _OPERATORS_FILE
+    if not path.is_file():
+        return
+    owners = dict(
+        await conn.fetch(
+            "SELECT nspname, nspowner::regrole::text FROM pg_namespace "
+            "WHERE nspname IN ('dbal', 'dbal_ext')"
+        )
+    )
+    body = render(path, roles)
+    if "$pydbal_ops$" in body:
+        raise MigrationError(f"{path.name}: contains the quoting tag $pydbal_ops$")
+    command = (
+        "DO $pydbal_do$ BEGIN\n"
+        # a worker's own DDL stays there (Citus refuses to propagate it from a worker)
+        "PERFORM set_config('citus.enable_ddl_propagation', 'off', true);\n"
+        "IF EXISTS (SELECT FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace "
+        "WHERE n.nspname = 'dbal' AND o.opcname = 'name_trgm_ops') THEN RETURN; END IF;\n"
+        f"CREATE SCHEMA IF NOT EXISTS dbal AUTHORIZATION {owners.get('dbal', 'CURRENT_USER')};\n"
+        "CREATE SCHEMA IF NOT EXISTS dbal_ext AUTHORIZATION "
+        f"{owners.get('dbal_ext', 'CURRENT_USER')};\n"
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA dbal_ext;\n"
+        f"EXECUTE $pydbal_ops${body}$pydbal_ops$;\n"
+        "END $pydbal_do$"
+    )
+    failed = [
+        f"{row['nodename']}:{row['nodeport']}: {row['result']}"
+        for row in await conn.fetch(
+            "SELECT nodename, nodeport, success, result FROM run_command_on_workers($1)", command
+        )
+        if not row["success"]
+    ]
+    if failed:
+        raise MigrationError(
+            f"creating {path.name}'s operators on the workers failed: " + "; ".join(failed)
+        )
+
+
 async def apply_distribution(conn: Any, roles: Roles, sql_dir: Path | None = None) -> None:
     """Run ``sql/citus/*.sql`` on an open connection, inside the caller's transaction."""
     if await _workers(conn) == 0:
@@ -85,6 +136,7 @@ async def apply_distribution(conn: Any, roles: Roles, sql_dir: Path | None = Non
             "WHERE logicalrelid = to_regclass('dbal.workflows'))"
         )
     )
+    await _operators_on_workers(conn, roles, citus_dir(sql_dir).parent)
     for path in distribution_files(sql_dir):
         # Files before 10_ reshape local objects: until dbal.workflows is distributed nothing
         # of theirs may reach the workers (10_ sends everything, in dependency order).

@@ -128,3 +128,47 @@ BEGIN
         FOR EACH ROW EXECUTE FUNCTION dbal.workflows_after_row();
 END
 $$;
+
+-- The tenant counters (sql/14_tenant_counters.sql) per row on shards, for the same reason: the
+-- statement triggers counting inserted and purged workflows read transition tables. One AFTER
+-- … FOR EACH ROW trigger adds or removes the row to or from its tenant's counter row (a
+-- colocated shard of dbal.tenant_counters, on the same worker); the archive trigger is per row
+-- already and stays. Same counts at every commit; a multi-row insert or purge updates its
+-- tenant's counter once per row instead of once per statement. Runs once, before distribution.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = 'dbal.workflows'::regclass
+                      AND tgname = 'workflows_count_insert') THEN
+        RETURN;  -- done already (or no counters in this schema)
+    END IF;
+
+    CREATE FUNCTION dbal.count_workflow_row() RETURNS trigger
+        LANGUAGE plpgsql
+        SET search_path = pg_catalog, pg_temp
+        AS $fn$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO dbal.tenant_counters AS c (tenant_id, live, archived)
+            VALUES (NEW.tenant_id, CASE WHEN NEW.archived_at IS NULL THEN 1 ELSE 0 END,
+                    CASE WHEN NEW.archived_at IS NULL THEN 0 ELSE 1 END)
+            ON CONFLICT (tenant_id) DO UPDATE
+               SET live = c.live + excluded.live, archived = c.archived + excluded.archived;
+            RETURN NULL;
+        END IF;
+        UPDATE dbal.tenant_counters c
+           SET live = c.live - CASE WHEN OLD.archived_at IS NULL THEN 1 ELSE 0 END,
+               archived = c.archived - CASE WHEN OLD.archived_at IS NULL THEN 0 ELSE 1 END
+         WHERE c.tenant_id = OLD.tenant_id;
+        RETURN NULL;
+    END
+    $fn$;
+    ALTER FUNCTION dbal.count_workflow_row() OWNER TO @owner_role@;
+    REVOKE ALL ON FUNCTION dbal.count_workflow_row() FROM PUBLIC;
+
+    DROP TRIGGER workflows_count_insert ON dbal.workflows;
+    DROP TRIGGER workflows_count_delete ON dbal.workflows;
+    CREATE TRIGGER workflows_count_row
+        AFTER INSERT OR DELETE ON dbal.workflows
+        FOR EACH ROW EXECUTE FUNCTION dbal.count_workflow_row();
+END
+$$;

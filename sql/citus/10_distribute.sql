@@ -32,6 +32,28 @@
 -- citus.propagate_set_commands = 'local' and check_function_bodies = off (function bodies name
 -- tables that reach the workers later in this file), citus.multi_shard_modify_mode = sequential.
 
+-- pydbal's own operators and GIN operator classes (sql/05_index_operators.sql: dbal.&&, @@, %
+-- and dbal.tags_ops, search_ops, name_trgm_ops, which the indexes of dbal.workflows use):
+-- Citus 13.2 cannot propagate an operator class and refuses to distribute a table, or a
+-- function of its row type, depending on one it does not know to be on every node.
+-- pydbal/distribute.py creates them on every worker (the coordinator's text) before this file;
+-- here they are marked as present on every node for this file's time only (the shards'
+-- indexes are then built with them), and unmarked at its end, so that no later Citus operation
+-- (adding a node) tries to create them itself.
+CREATE TEMP TABLE pg_temp.dbal_marked ON COMMIT DROP AS
+SELECT x.classid, x.objid
+  FROM (SELECT 'pg_opclass'::regclass AS classid, oid AS objid FROM pg_opclass
+         WHERE opcnamespace = 'dbal'::regnamespace
+        UNION ALL
+        SELECT 'pg_opfamily'::regclass, oid FROM pg_opfamily
+         WHERE opfnamespace = 'dbal'::regnamespace
+        UNION ALL
+        SELECT 'pg_operator'::regclass, oid FROM pg_operator
+         WHERE oprnamespace = 'dbal'::regnamespace) x
+ WHERE NOT EXISTS (SELECT FROM pg_dist_object o WHERE o.classid = x.classid AND o.objid = x.objid);
+INSERT INTO pg_catalog.pg_dist_object (classid, objid, objsubid)
+SELECT classid, objid, 0 FROM pg_temp.dbal_marked;
+
 -- Functions that do not depend on a table's row type go to every node first: the tables'
 -- CHECK constraints, defaults and policies call them (also through inlined SQL functions,
 -- which Citus' dependency tracking cannot see).
@@ -65,11 +87,19 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'dbal.workflows'::regclass) THEN
         PERFORM create_distributed_table('dbal.workflows', 'tenant_id');
     END IF;
+    -- small tables every tenant reads (retention_overrides' foreign key names
+    -- retention_defaults): reference tables, before the tables referencing them
+    IF to_regclass('dbal.retention_defaults') IS NOT NULL
+       AND NOT EXISTS (SELECT FROM pg_dist_partition
+                        WHERE logicalrelid = 'dbal.retention_defaults'::regclass) THEN
+        PERFORM create_reference_table('dbal.retention_defaults');
+    END IF;
     FOR r IN
         SELECT c.oid::regclass AS rel
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = 'dbal' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-           AND c.relname NOT IN ('workflows', 'schema_migrations', 'analyst_grants')
+           AND c.relname NOT IN ('workflows', 'schema_migrations', 'analyst_grants',
+                                 'retention_defaults')
            AND EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid
                           AND a.attname = 'tenant_id' AND NOT a.attisdropped)
            AND NOT EXISTS (SELECT FROM pg_dist_partition p WHERE p.logicalrelid = c.oid)
@@ -131,7 +161,12 @@ BEGIN
                             WHERE a.grantee = 0)  -- not executable by PUBLIC here
          ORDER BY 1
     LOOP
-        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', r.fn);
+        EXECUTE format('REVOKE EXECUTE ON ROUTINE %s FROM PUBLIC', r.fn);
     END LOOP;
 END
 $$;
+
+-- the operators and classes unmarked again (see the top of this file)
+DELETE FROM pg_catalog.pg_dist_object o
+ USING pg_temp.dbal_marked m
+ WHERE o.classid = m.classid AND o.objid = m.objid AND o.objsubid = 0;

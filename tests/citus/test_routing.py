@@ -36,7 +36,7 @@ def tenant_calls(conn: Any, tenant: str, wf: uuid.UUID) -> dict[str, Any]:
     now = datetime.now(UTC)
     return {
         "get": lambda: conn.fetch(q.GET, *ctx, wf),
-        "list": lambda: conn.fetch(q.LIST, *ctx, None, "name", False, 0, 20),
+        "list": lambda: conn.fetch(q.LIST, *ctx, None, "name", False, 0, 20, None, None),
         "acquire_lock": lambda: conn.fetch(q.ACQUIRE_LOCK, *ctx, wf, 30_000),
         "record_execution": lambda: conn.fetch(
             q.RECORD_EXECUTION, *ctx, wf, "success", 12.5, None, None, now, None

@@ -40,7 +40,7 @@ async def _serves(db: TestDatabase, admin: Any, wfs: list[uuid.UUID], executions
     """The tenant's calls answer as before, and each goes to the one worker holding it."""
     conn = await db.connect()
     home = await node_of(admin, BIG)
-    page = await conn.fetch(q.LIST, BIG, "u1", "admin", None, "name", False, 0, 100)
+    page = await conn.fetch(q.LIST, BIG, "u1", "admin", None, "name", False, 0, 100, None, None)
     assert sorted(r["id"] for r in page) == sorted(wfs)
     stats = await conn.fetchrow(q.EXECUTION_STATS, BIG, "u1", "admin", wfs[0], None, None)
     assert stats["total"] == executions
@@ -137,7 +137,7 @@ async def test_isolate_a_tenant_then_move_it_and_keep_serving(db: TestDatabase) 
     assert await remote_nodes(conn2, lambda: conn2.fetch(q.GET, BIG, "u1", "admin", wfs[0])) == [
         home
     ]
-    page = await conn2.fetch(q.LIST, BIG, "u1", "admin", None, "name", False, 0, 100)
+    page = await conn2.fetch(q.LIST, BIG, "u1", "admin", None, "name", False, 0, 100, None, None)
     assert sorted(r["id"] for r in page) == sorted(wfs[:-1])
     # the neighbour that shared the old shard is untouched and still served
     assert await conn2.fetch(q.GET, "smallco", "u1", "admin", neighbour)
