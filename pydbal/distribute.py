@@ -94,12 +94,15 @@ async def _operators_on_workers(conn: Any, roles: Roles, sql_dir: Path) -> None:
         "DO $pydbal_do$ BEGIN\n"
         # a worker's own DDL stays there (Citus refuses to propagate it from a worker)
         "PERFORM set_config('citus.enable_ddl_propagation', 'off', true);\n"
-        "IF EXISTS (SELECT FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace "
-        "WHERE n.nspname = 'dbal' AND o.opcname = 'name_trgm_ops') THEN RETURN; END IF;\n"
         f"CREATE SCHEMA IF NOT EXISTS dbal AUTHORIZATION {owners.get('dbal', 'CURRENT_USER')};\n"
         "CREATE SCHEMA IF NOT EXISTS dbal_ext AUTHORIZATION "
         f"{owners.get('dbal_ext', 'CURRENT_USER')};\n"
         "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA dbal_ext;\n"
+        # sql/00_schemas.sql's privileges on dbal_ext (Citus does not carry that schema)
+        "REVOKE ALL ON SCHEMA dbal_ext FROM PUBLIC;\n"
+        f"GRANT USAGE ON SCHEMA dbal_ext TO {roles.owner}, {roles.app}, {roles.analyst};\n"
+        "IF EXISTS (SELECT FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace "
+        "WHERE n.nspname = 'dbal' AND o.opcname = 'name_trgm_ops') THEN RETURN; END IF;\n"
         f"EXECUTE $pydbal_ops${body}$pydbal_ops$;\n"
         "END $pydbal_do$"
     )

@@ -134,3 +134,23 @@ CREATE OR REPLACE FUNCTION dbal.changeable_sql() RETURNS text
                       ' AND w.locked_by <> %L)',
                       dbal.ctx_is_admin(), dbal.ctx_user(), clock_timestamp(), dbal.ctx_user())
     $$;
+
+-- Plans: sql/ pins some readers to generic plans (SET plan_cache_mode = force_generic_plan, a
+-- single-node saving of re-planning). A generic plan keeps the parameters (the tenant among
+-- them) unresolved, and Citus cannot plan a statement on a distributed table from it ("could
+-- not create distributed plan"); on Citus those functions plan as PostgreSQL does by default.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT p.oid::regprocedure::text AS fn
+          FROM pg_proc p
+         WHERE p.pronamespace = 'dbal'::regnamespace
+           AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
+         ORDER BY 1
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s RESET plan_cache_mode', r.fn);
+    END LOOP;
+END
+$$;

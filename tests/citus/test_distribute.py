@@ -206,7 +206,9 @@ async def test_distribute_in_place_keeps_the_data_and_equals_a_fresh_install(
         app = await asyncpg.connect(dsn_with(dsn, user=APP_LOGIN))
         try:
             for tenant, wfs in ids.items():
-                page = await app.fetch(q.LIST, tenant, "u1", "admin", None, "name", False, 0, 20, None, None)
+                page = await app.fetch(
+                    q.LIST, tenant, "u1", "admin", None, "name", False, 0, 20, None, None
+                )
                 assert sorted(r["id"] for r in page) == sorted(wfs)
                 got = await app.fetchrow(
                     q.EXECUTION_STATS, tenant, "u1", "admin", wfs[0], None, None
