@@ -107,14 +107,15 @@ DECLARE
     r record;
 BEGIN
     FOR r IN SELECT p.oid FROM pg_proc p
-              WHERE p.pronamespace = 'dbal'::regnamespace AND p.proname = 'record_execution'
+              WHERE p.pronamespace = 'dbal'::regnamespace
+                AND p.proname IN ('record_execution', 'record_one')
     LOOP
         v_def := pg_get_functiondef(r.oid);
         CONTINUE WHEN position(v_new IN v_def) > 0  -- reshaped already
                    OR position('UPDATE dbal.workflow_executions' IN v_def) = 0;  -- no completion
         IF position(v_old IN v_def) = 0 THEN
-            RAISE EXCEPTION 'sql/citus/06_functions.sql: dbal.record_execution changed shape; '
-                            'update the Citus rewrite';
+            RAISE EXCEPTION 'sql/citus/06_functions.sql: % changed shape; update the Citus rewrite',
+                            r.oid::regprocedure;
         END IF;
         EXECUTE replace(v_def, v_old, v_new);
     END LOOP;
