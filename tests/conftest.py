@@ -57,6 +57,7 @@ CITUS_SUITES = (
     "api/test_reads.py",
     "api/test_transfer.py",
     "api/test_cross_tenant.py",
+    "api/test_recorder.py",
 )
 CITUS_SHARD_COUNT = 4
 #: Why tests calling an entry point with a NULL tenant do not run through Citus.
