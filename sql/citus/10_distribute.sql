@@ -82,6 +82,7 @@ $$;
 DO $$
 DECLARE
     r record;
+    v_refkey boolean := false;
 BEGIN
     -- the colocation anchor first
     IF NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = 'dbal.workflows'::regclass) THEN
@@ -89,10 +90,15 @@ BEGIN
     END IF;
     -- small tables every tenant reads (retention_overrides' foreign key names
     -- retention_defaults): reference tables, before the tables referencing them
+    -- (the foreign key is taken off while the tables are placed: Citus would otherwise turn
+    -- retention_overrides into a coordinator-local table when its referenced table becomes a
+    -- reference table; it is put back once both are placed, below)
     IF to_regclass('dbal.retention_defaults') IS NOT NULL
        AND NOT EXISTS (SELECT FROM pg_dist_partition
                         WHERE logicalrelid = 'dbal.retention_defaults'::regclass) THEN
+        ALTER TABLE dbal.retention_overrides DROP CONSTRAINT retention_overrides_kind_fkey;
         PERFORM create_reference_table('dbal.retention_defaults');
+        v_refkey := true;
     END IF;
     FOR r IN
         SELECT c.oid::regclass AS rel
@@ -111,6 +117,10 @@ BEGIN
        AND NOT EXISTS (SELECT FROM pg_dist_partition
                         WHERE logicalrelid = 'dbal.analyst_grants'::regclass) THEN
         PERFORM create_reference_table('dbal.analyst_grants');
+    END IF;
+    IF v_refkey THEN
+        ALTER TABLE dbal.retention_overrides ADD CONSTRAINT retention_overrides_kind_fkey
+            FOREIGN KEY (kind) REFERENCES dbal.retention_defaults (kind) ON DELETE CASCADE;
     END IF;
 END
 $$;

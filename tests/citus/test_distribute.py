@@ -42,7 +42,11 @@ TENANT_TABLES = {
     "dbal.execution_keys",
     "dbal.workflow_stats_hourly",
     "dbal.workflow_stats_daily",
+    "dbal.tenant_counters",
+    "dbal.retention_overrides",
 }
+#: Small tables every tenant reads: a copy on every node.
+REFERENCE_TABLES = {"dbal.analyst_grants", "dbal.retention_defaults"}
 
 
 async def catalog(conn: Any) -> dict[str, Any]:
@@ -67,6 +71,7 @@ SELECT p.oid::regprocedure::text AS fn, md5(p.prosrc) AS body, p.prosecdef,
   FROM pg_proc p
   LEFT JOIN pg_dist_object o ON o.classid = 'pg_proc'::regclass AND o.objid = p.oid
  WHERE p.pronamespace = 'dbal'::regnamespace
+   AND p.prokind = 'f'  -- procedures (run_maintenance) stay local to the coordinator
  ORDER BY 1"""
     )
     triggers = await conn.fetch(
@@ -91,12 +96,13 @@ async def test_fresh_install_is_distributed_by_tenant(db: TestDatabase) -> None:
     admin = await db.connect(as_app=False)
     got = await catalog(admin)
     tables = {t["rel"]: t for t in got["tables"]}
-    assert set(tables) == TENANT_TABLES | {"dbal.analyst_grants"}
+    assert set(tables) == TENANT_TABLES | REFERENCE_TABLES
     for rel in TENANT_TABLES:
         t = tables[rel]
         assert (t["method"], t["column"], t["with_workflows"]) == ("h", "tenant_id", True), t
         assert t["relrowsecurity"] and t["relforcerowsecurity"], t
-    assert tables["dbal.analyst_grants"]["method"] == "n"
+    for rel in REFERENCE_TABLES:
+        assert tables[rel]["method"] == "n", rel
     assert await admin.fetchval(
         "SELECT NOT EXISTS (SELECT FROM pg_dist_partition "
         "WHERE logicalrelid = 'dbal.schema_migrations'::regclass)"
@@ -191,7 +197,7 @@ async def test_distribute_in_place_keeps_the_data_and_equals_a_fresh_install(
             await admin.close()
         summary = await distribute(dsn)
         assert summary["distributed_tables"] == len(TENANT_TABLES)
-        assert summary["reference_tables"] == 1
+        assert summary["reference_tables"] == len(REFERENCE_TABLES)
         assert await distribute(dsn) == summary  # idempotent
         assert await migrate(dsn) == []  # up to date, and the distribution step is a no-op
 
@@ -240,10 +246,12 @@ async def test_privileges_on_every_worker_equal_the_coordinators(
     acl_sql = (
         "SELECT 'f ' || p.oid::regprocedure::text AS obj, "
         "coalesce(p.proacl, acldefault('f', p.proowner))::text AS acl "
-        "FROM pg_proc p WHERE p.pronamespace = 'dbal'::regnamespace "
+        "FROM pg_proc p WHERE p.pronamespace = 'dbal'::regnamespace AND p.prokind = 'f' "
         "UNION ALL SELECT 't ' || c.oid::regclass::text, c.relacl::text FROM pg_class c "
         "WHERE c.relnamespace = 'dbal'::regnamespace AND c.relkind IN ('r', 'p') "
-        "AND NOT c.relispartition AND c.relname <> 'schema_migrations' "
+        "AND NOT c.relispartition "
+        # local to the coordinator (docs/scale-out.md): migrate's and maintenance's own
+        "AND c.relname NOT IN ('schema_migrations', 'maintenance_runs') "
         "UNION ALL SELECT 's ' || nspname, nspacl::text FROM pg_namespace "
         "WHERE nspname IN ('dbal', 'dbal_ext') ORDER BY 1"
     )
