@@ -25,12 +25,13 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 
-from pydbal.server import dsn_database, dsn_with
+from pydbal.server import dsn_with
 
 log = logging.getLogger("pydbal.maintenance")
 
@@ -98,23 +99,36 @@ async def _cron_database(conn: Any) -> str | None:
     return str(name) if name else None
 
 
-async def schedule_cron(dsn: str, *, schedule: str = CRON_SCHEDULE) -> str | None:
-    """Register this database's maintenance job with pg_cron; the job name, or None when the
-    server has no pg_cron (not preloaded, or the extension is not created in its database)."""
+@contextlib.asynccontextmanager
+async def _cron(dsn: str) -> AsyncIterator[tuple[Any, str] | None]:
+    """A connection to pg_cron's database and the name of ``dsn``'s database, or None when the
+    server has no pg_cron (not preloaded, or the extension not created in its database)."""
     conn = await asyncpg.connect(dsn)
     try:
         cron_db = await _cron_database(conn)
-        database = await conn.fetchval("SELECT current_database()")
+        database = str(await conn.fetchval("SELECT current_database()"))
     finally:
         await conn.close()
     if cron_db is None:
-        return None
+        yield None
+        return
     cron = await asyncpg.connect(dsn_with(dsn, database=cron_db))
     try:
-        if not await cron.fetchval(
+        present = await cron.fetchval(
             "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')"
-        ):
+        )
+        yield (cron, database) if present else None
+    finally:
+        await cron.close()
+
+
+async def schedule_cron(dsn: str, *, schedule: str = CRON_SCHEDULE) -> str | None:
+    """Register this database's maintenance job with pg_cron; the job name, or None when the
+    server has no pg_cron (not preloaded, or the extension is not created in its database)."""
+    async with _cron(dsn) as found:
+        if found is None:
             return None
+        cron, database = found
         name = cron_job_name(database)
         await cron.execute(
             "SELECT cron.schedule_in_database($1, $2, $3, $4)",
@@ -124,52 +138,28 @@ async def schedule_cron(dsn: str, *, schedule: str = CRON_SCHEDULE) -> str | Non
             database,
         )
         return name
-    finally:
-        await cron.close()
 
 
 async def unschedule_cron(dsn: str) -> bool:
     """Remove this database's pg_cron job; whether there was one."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        cron_db = await _cron_database(conn)
-        database = dsn_database(dsn) or await conn.fetchval("SELECT current_database()")
-    finally:
-        await conn.close()
-    if cron_db is None:
-        return False
-    cron = await asyncpg.connect(dsn_with(dsn, database=cron_db))
-    try:
-        if not await cron.fetchval(
-            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')"
-        ):
+    async with _cron(dsn) as found:
+        if found is None:
             return False
+        cron, database = found
         deleted = await cron.fetchval(
             "WITH d AS (DELETE FROM cron.job WHERE jobname = $1 RETURNING 1) "
             "SELECT count(*) FROM d",
             cron_job_name(database),
         )
         return bool(deleted)
-    finally:
-        await cron.close()
 
 
 async def cron_job(dsn: str) -> dict[str, Any] | None:
     """This database's pg_cron job (schedule, command, active, last run), or None."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        cron_db = await _cron_database(conn)
-        database = await conn.fetchval("SELECT current_database()")
-    finally:
-        await conn.close()
-    if cron_db is None:
-        return None
-    cron = await asyncpg.connect(dsn_with(dsn, database=cron_db))
-    try:
-        if not await cron.fetchval(
-            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')"
-        ):
+    async with _cron(dsn) as found:
+        if found is None:
             return None
+        cron, database = found
         row = await cron.fetchrow(
             "SELECT j.jobid, j.schedule, j.command, j.active, "
             "(SELECT max(d.start_time) FROM cron.job_run_details d WHERE d.jobid = j.jobid) "
@@ -177,8 +167,6 @@ async def cron_job(dsn: str) -> dict[str, Any] | None:
             cron_job_name(database),
         )
         return dict(row) if row is not None else None
-    finally:
-        await cron.close()
 
 
 # -- the in-process scheduler -------------------------------------------------------------------
