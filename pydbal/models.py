@@ -24,7 +24,7 @@ SortField = Literal["created_at", "updated_at", "last_executed_at", "execution_c
 
 # Mirrors of what the database defines once (CHECK constraints of sql/10_workflows.sql and
 # sql/13_executions.sql, dbal.ctx_role(), dbal.ctx_is_admin(), dbal.validity_period()):
-# tests/test_constants.py compares each with the database's catalog.
+# tests/schema/test_constants.py compares each with the database's catalog.
 ROLES: tuple[str, ...] = get_args(Role)
 ADMIN_ROLES: frozenset[str] = frozenset({"admin", "god", "supergod"})
 CATEGORIES: tuple[str, ...] = get_args(Category)

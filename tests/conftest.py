@@ -48,9 +48,9 @@ APP_LOGIN = "pydbal_test_app"
 CITUS_DSN = os.environ.get("PYDBAL_TEST_CITUS_DSN") or None
 #: Suites that run through a Citus coordinator too (marker ``citus``), besides tests/citus/.
 CITUS_SUITES = (
-    "test_isolation.py",
-    "test_locks.py",
-    "test_stats.py",
+    "security/test_isolation.py",
+    "engine/test_locks.py",
+    "engine/test_stats.py",
     "api/test_exec.py",
     "analysts/test_analyst_isolation.py",
     "api/test_crud.py",

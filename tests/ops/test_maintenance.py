@@ -29,7 +29,7 @@ from pydbal.maintenance import Scheduler, run_once
 from conftest import TestDatabase
 
 LOCK_KEY = 8101238223536500852  # c_lock in dbal.run_maintenance
-ROOT = str(Path(__file__).resolve().parents[1])
+ROOT = str(Path(__file__).resolve().parents[2])
 
 
 async def _lock(conn: Any, wf: uuid.UUID, timeout_ms: int, tenant: str = TENANT_A) -> int:

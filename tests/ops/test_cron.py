@@ -1,7 +1,7 @@
 """Issue 12: where pg_cron is installed, the job `pydbal migrate` schedules really clears an expired
 lease in the table (not only through the API) within the bound, audited — without any pydbal
 process running. Skipped where the server has no pg_cron (the embedded server): there the
-in-process scheduler does the same (tests/test_maintenance.py).
+in-process scheduler does the same (tests/ops/test_maintenance.py).
 
 Slow by nature (pg_cron 1.4 runs jobs once a minute): one test, waiting at most 80 s.
 """

@@ -2,7 +2,7 @@
 child — premade, or created later by maintenance — gives the application role any privilege.
 
 Skipped where pg_partman is not installed (the embedded server): there, every row lives in one
-default partition, which tests/test_catalog.py already checks for privileges.
+default partition, which tests/schema/test_catalog.py already checks for privileges.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Smoke test of bench/flat.py (issue 13): the tiny size end to end, report in a temp dir.
 
-Opt-in like every benchmark: ``pytest -m bench tests/test_bench_flat_smoke.py``."""
+Opt-in like every benchmark: ``pytest -m bench tests/benchsmoke/test_bench_flat_smoke.py``."""
 
 from __future__ import annotations
 
