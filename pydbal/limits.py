@@ -1,8 +1,8 @@
 """Input limits, and the coercion of every argument of the public API: one home for both.
 
 - :data:`HARD` holds the database's limits. ``sql/15_limits.sql`` enforces the same numbers
-  (``dbal.limit_value(name)``; ``tests/api/test_limits.py`` compares the two), so direct SQL gets the
-  same ``VALIDATION_ERROR`` (SQLSTATE ``D0422``) as the Python API.
+  (``dbal.limit_value(name)``; ``tests/api/test_limits.py`` compares the two), so direct SQL gets
+  the same ``VALIDATION_ERROR`` (SQLSTATE ``D0422``) as the Python API.
 - :data:`DEFAULTS` is what ``pydbal.connect()`` enforces unless told otherwise
   (``connect(limits={...})``). A configured limit must lie within the hard one: pydbal can refuse
   more than the database does, never less. Two limits are tighter by default than in the

@@ -1,7 +1,7 @@
 """Smoke test of the benchmark suite: the tiny size end to end (< 60 s), report in a temp dir.
 
-Opt-in like every benchmark: ``pytest -m bench tests/benchsmoke/test_bench_smoke.py``. Needs the ``bench``
-extra (SQLAlchemy, matplotlib); skipped without it."""
+Opt-in like every benchmark: ``pytest -m bench tests/benchsmoke/test_bench_smoke.py``. Needs the
+``bench`` extra (SQLAlchemy, matplotlib); skipped without it."""
 
 from __future__ import annotations
 
