@@ -52,6 +52,8 @@ import asyncpg
 
 from pydbal import queries as q
 from pydbal.errors import DBALError, ErrorCode, from_postgres
+from pydbal.models import EXECUTION_STATUSES
+from pydbal.workflows.invalidation import after_write
 
 if TYPE_CHECKING:
     from pydbal.database import Database, Tenant
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pydbal.recorder")
 
-STATUSES = frozenset({"success", "failure", "pending", "timeout"})
+STATUSES = frozenset(EXECUTION_STATUSES)
 MAX_BATCH = 10000  # dbal.record_executions accepts at most this many items per call
 
 # SQLSTATE classes and codes worth retrying: connection exceptions, operator intervention
@@ -396,8 +398,8 @@ class Recorder:
         self._report.stored_count += stored
         if stored:
             with contextlib.suppress(Exception):
-                await self._db.cache.invalidate(
-                    key[0], {str(i.workflow_id) for i in items}, lists=True
+                await after_write(
+                    self._db.cache, key[0], "record_batch", {i.workflow_id for i in items}
                 )
         for refused in hooks:
             await self._call_hook(refused)

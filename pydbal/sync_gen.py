@@ -1,7 +1,8 @@
 """Generates ``pydbal/sync_workflows.py``, the synchronous twin of ``Workflows``.
 
 ``python -m pydbal.sync_gen`` rewrites the file from the public methods of
-:class:`pydbal.workflows.Workflows`: each coroutine method becomes a blocking method with the same
+:class:`pydbal.workflows.Workflows` (its own and those of the classes it joins, in the order of
+its bases from the most basic on): each coroutine method becomes a blocking method with the same
 parameters, defaults and annotations, and each async context manager a context manager.
 ``tests/unit/test_sync_generated.py`` fails when the file is out of date, so a
 method added to ``Workflows`` cannot be forgotten in the facade. Writing the methods out (rather
@@ -42,7 +43,9 @@ def _names(annotation: str) -> set[str]:
 
 
 def _origin(name: str, namespace: dict[str, Any]) -> str:
-    """The import line that brings ``name`` (as seen by pydbal.workflows) into the new module."""
+    """The import line that brings ``name`` (as seen by the module ``namespace`` of the method
+    that names it) into the new module. A name ``pydbal.workflows`` exports (``Run``) is imported
+    from there, not from the module of the package that defines it."""
     if name in ("None", "bool", "int", "float", "str", "bytes", "dict", "tuple", "type"):
         return ""
     obj = namespace[name]
@@ -53,13 +56,20 @@ def _origin(name: str, namespace: dict[str, Any]) -> str:
         raise TypeError(f"cannot tell where {name} comes from")
     if module == "builtins":
         return ""
+    from pydbal import workflows
+
+    if module.startswith("pydbal.workflows.") and name in workflows.__all__:
+        module = "pydbal.workflows"
     return f"from {module} import {name}"
 
 
-def _methods(cls: type) -> list[tuple[str, str, inspect.Signature]]:
-    """(name, kind, signature) of the public async methods of ``cls``."""
+def _methods(cls: type) -> list[tuple[str, str, inspect.Signature, dict[str, Any]]]:
+    """(name, kind, signature, globals of its module) of the public async methods of ``cls``,
+    its bases' first (most basic base first), each as ``cls`` resolves it."""
+    names = dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass))
     out = []
-    for name, attr in vars(cls).items():
+    for name in names:
+        attr = getattr(cls, name)
         if name.startswith("_") or not callable(attr):
             continue
         target = inspect.unwrap(attr)
@@ -69,7 +79,7 @@ def _methods(cls: type) -> list[tuple[str, str, inspect.Signature]]:
             kind = "context"
         else:
             continue
-        out.append((name, kind, inspect.signature(target)))
+        out.append((name, kind, inspect.signature(target), target.__globals__))
     return out
 
 
@@ -82,11 +92,10 @@ def _annotation(value: Any) -> str:
 def render() -> str:
     from pydbal import workflows
 
-    namespace = vars(workflows)
     imports = {"from typing import Any", "import contextlib"}
     imports.add("from pydbal.sync import SyncOperations")
     body: list[str] = []
-    for name, kind, sig in _methods(workflows.Workflows):
+    for name, kind, sig, namespace in _methods(workflows.Workflows):
         params = ["self"]
         call: list[str] = []
         star = False
