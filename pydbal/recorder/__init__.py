@@ -41,25 +41,6 @@ database is unreachable), ``batcher.py`` (the :class:`Recorder`: queue, lanes, t
 from __future__ import annotations
 
 from pydbal.recorder.batcher import Recorder
-from pydbal.recorder.results import (
-    MAX_BATCH,
-    STATUSES,
-    Admission,
-    ErrorHook,
-    FlushReport,
-    Item,
-    Refused,
-    Stored,
-)
+from pydbal.recorder.results import Admission, ErrorHook, FlushReport, Item, Refused, Stored
 
-__all__ = [
-    "MAX_BATCH",
-    "STATUSES",
-    "Admission",
-    "ErrorHook",
-    "FlushReport",
-    "Item",
-    "Recorder",
-    "Refused",
-    "Stored",
-]
+__all__ = ["Admission", "ErrorHook", "FlushReport", "Item", "Recorder", "Refused", "Stored"]
