@@ -35,6 +35,7 @@ from __future__ import annotations
 
 
 def _names(annotation: str) -> set[str]:
+    """The names an annotation's text refers to."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(annotation, mode="eval")):
         if isinstance(node, ast.Name):
@@ -84,12 +85,14 @@ def _methods(cls: type) -> list[tuple[str, str, inspect.Signature, dict[str, Any
 
 
 def _annotation(value: Any) -> str:
+    """An annotation as source text (``Any`` when there is none)."""
     if value is inspect.Parameter.empty:
         return "Any"
     return value if isinstance(value, str) else inspect.formatannotation(value)
 
 
 def render() -> str:
+    """The text of ``sync_workflows.py`` for the current ``Workflows``."""
     from pydbal import workflows
 
     imports = {"from typing import Any", "import contextlib"}
@@ -155,6 +158,7 @@ def render() -> str:
             plain.add(line)
 
     def section(first_party: bool) -> list[str]:
+        """The sorted import lines of the third-party or of pydbal's own modules."""
         mine = [m for m in merged if m.startswith("pydbal") == first_party]
         lines = sorted(p for p in plain if p.split()[1].startswith("pydbal") == first_party)
         for m in sorted(mine):
@@ -176,6 +180,7 @@ def render() -> str:
 
 
 def main() -> int:
+    """Rewrite ``sync_workflows.py``."""
     TARGET.write_text(render())
     print(f"wrote {TARGET}", file=sys.stderr)
     return 0

@@ -214,6 +214,7 @@ class Recorder:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close (flush, then stop the writer), also when the owning task is cancelled."""
         # Flush even when the owning task is being cancelled: finish the close, then let the
         # cancellation continue.
         task = asyncio.ensure_future(self.close())

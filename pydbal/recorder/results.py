@@ -64,6 +64,7 @@ class FlushReport:
 
     @property
     def failed(self) -> list[Refused]:
+        """The refused items that were not written (the database stayed unreachable)."""
         return [r for r in self.refused if r.failed]
 
 
@@ -79,9 +80,11 @@ class Admission:
 
     @property
     def admitted(self) -> bool:
+        """The item is in the queue (awaiting the admission would not wait)."""
         return self._future is None or self._future.done()
 
     def __await__(self) -> Generator[Any, None, str]:
+        """Wait until the item is in the queue; the execution id."""
         if self._future is not None:
             yield from self._future.__await__()
         return self.execution_id

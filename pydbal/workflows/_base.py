@@ -135,6 +135,12 @@ def _validate(
     return validate_coerced(nodes, edges, variables, _settings(config) or {})
 
 
+def _not_found(shown: str) -> DBALError:
+    """WORKFLOW_NOT_FOUND (4041) for the id shown as ``shown``: absent, archived, another
+    tenant's, or not an id at all look the same to the caller."""
+    return DBALError(ErrorCode.WORKFLOW_NOT_FOUND, "workflow not found", {"id": shown})
+
+
 def _as_dict(value: Any, field: str) -> dict[str, Any]:
     """A model or mapping argument named ``field`` as a dict of the fields it sets."""
     if isinstance(value, BaseModel):
@@ -186,7 +192,7 @@ class _Base:
             shown = (
                 workflow_id[:100] if isinstance(workflow_id, str) else type(workflow_id).__name__
             )
-            raise DBALError(ErrorCode.WORKFLOW_NOT_FOUND, "workflow not found", {"id": shown})
+            raise _not_found(shown)
         return parsed
 
     async def _after_write(self, op: str, ids: Iterable[Any] = ()) -> None:
@@ -311,5 +317,5 @@ class _Base:
         wid = self._id(workflow_id)
         found = await self._load(wid)
         if found is None:
-            raise DBALError(ErrorCode.WORKFLOW_NOT_FOUND, "workflow not found", {"id": str(wid)})
+            raise _not_found(str(wid))
         return found

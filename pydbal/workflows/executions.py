@@ -128,6 +128,8 @@ class Executions(Locks):
         run = Run(workflow_id=wid, lock=lock)
 
         async def renew() -> None:
+            """Renew the lease every third of it until cancelled; once it was lost, mark the run
+            ``lost`` and stop."""
             while True:
                 await asyncio.sleep(max(timeout_ms / 3000.0, 0.01))
                 renewed = await self.renew_lock(wid, run.lock, timeout_ms)

@@ -98,6 +98,7 @@ class Reads(_Base):
         )
 
         async def load() -> Page[Workflow]:
+            """The page from the database (on a cache miss)."""
             rows = await self._db.fetch(q.LIST, *args)
             if not rows:  # pragma: no cover - api_list always returns a row
                 return Page[Workflow](items=[], total=0, has_more=False)
@@ -161,6 +162,7 @@ class Reads(_Base):
         limit = self._limit(limit, 100)
 
         async def load() -> builtins.list[Workflow]:
+            """The matches from the database (on a cache miss)."""
             rows = await self._db.fetch(q.SEARCH, *self._ctx, text, limit)
             return [_workflow(r) for r in rows]
 
@@ -176,6 +178,7 @@ class Reads(_Base):
         end = lim.optional_timestamp(end, "end")
 
         async def load() -> ExecutionStats:
+            """The statistics from the database (on a cache miss)."""
             row = await self._db.fetchrow(q.EXECUTION_STATS, *self._ctx, wid, start, end)
             assert row is not None
             return ExecutionStats.model_validate(dict(row))
