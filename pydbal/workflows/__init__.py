@@ -20,6 +20,7 @@ One module per concern, each holding one class that builds on the classes it use
 
 from __future__ import annotations
 
+from pydbal.instrument import operations
 from pydbal.workflows.bulk import Bulk
 from pydbal.workflows.executions import Executions, Run
 from pydbal.workflows.transfer import Transfer
@@ -27,5 +28,6 @@ from pydbal.workflows.transfer import Transfer
 __all__ = ["Run", "Workflows"]
 
 
+@operations  # each part is wrapped already; this wraps any public method added here
 class Workflows(Transfer, Executions, Bulk):
     """Workflow operations of one tenant (tenant, user and role fixed by the scope)."""
