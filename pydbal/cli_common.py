@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from pydbal import queries as q
+
 T = TypeVar("T")
 
 EXIT_OK = 0
@@ -187,5 +189,5 @@ def duration(text: str, *, maximum: timedelta = timedelta(days=36_500)) -> timed
 
 async def require_superuser(conn: Any, what: str) -> None:
     """Refuse (exit 2) unless ``conn`` logged in as a superuser: ``what`` is an operator's job."""
-    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+    if not await conn.fetchval(q.IS_SUPERUSER):
         raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)

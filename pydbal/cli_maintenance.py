@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from pydbal import queries as q
 from pydbal.cli_common import (
     EXIT_OK,
     EXIT_USAGE,
@@ -25,7 +26,7 @@ _SubParsers = Any
 
 
 async def _require_superuser(conn: Any, what: str) -> None:
-    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+    if not await conn.fetchval(q.IS_SUPERUSER):
         raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)
 
 

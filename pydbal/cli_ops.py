@@ -310,9 +310,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
                         sys.stdout,
                     )
                 return EXIT_OK
-            installed = await conn.fetchval(
-                "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_partman')"
-            )
+            installed = await conn.fetchval(q.EXTENSION_INSTALLED, "pg_partman")
             if not installed:
                 print(
                     "pg_partman is not installed in this database: nothing to maintain "
@@ -412,7 +410,7 @@ def _search_path_ok(proconfig: list[str] | None) -> bool:
 async def self_check(conn: Any, roles: Roles | None = None) -> list[Check]:
     """The catalog guarantees pydbal relies on, each as a pass/fail :class:`Check`."""
     roles = roles or resolve_roles()
-    if not await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):
+    if not await conn.fetchval(q.SCHEMA_EXISTS):
         return [Check("schema installed", False, "dbal.workflows does not exist: run migrate")]
     checks: list[Check] = []
     tables = await conn.fetch(_TENANT_TABLES)

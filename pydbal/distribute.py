@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from pydbal import queries as q
 from pydbal.migrate import MigrationError, Roles, render, resolve_roles, schema_dirs
 
 __all__ = ["apply_distribution", "citus_dir", "citus_present", "distribute", "distribution_files"]
@@ -51,9 +52,7 @@ _SETTINGS = (
 
 async def citus_present(conn: Any) -> bool:
     """Whether the connected database has the citus extension (is a Citus node)."""
-    return bool(
-        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
-    )
+    return bool(await conn.fetchval(q.EXTENSION_INSTALLED, "citus"))
 
 
 async def _workers(conn: Any) -> int:
@@ -177,7 +176,7 @@ async def distribute(
                 "the database has no citus extension: CREATE EXTENSION citus on the "
                 "coordinator and every worker, add the workers, then distribute"
             )
-        if not await conn.fetchval("SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"):
+        if not await conn.fetchval(q.LEDGER_EXISTS):
             raise MigrationError("no pydbal schema here: run `pydbal migrate` first")
         async with conn.transaction():
             await apply_distribution(conn, roles)

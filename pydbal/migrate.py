@@ -31,6 +31,8 @@ from typing import Any, Literal
 
 import asyncpg
 
+from pydbal import queries as q
+
 __all__ = [
     "SCHEMA_VERSION",
     "MigrationError",
@@ -208,13 +210,11 @@ async def ensure_roles(conn: Any, roles: Roles) -> None:
 
 
 async def _citus_present(conn: Any) -> bool:
-    return bool(
-        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus')")
-    )
+    return bool(await conn.fetchval(q.EXTENSION_INSTALLED, "citus"))
 
 
 async def _ledger_exists(conn: Any) -> bool:
-    return bool(await conn.fetchval("SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"))
+    return bool(await conn.fetchval(q.LEDGER_EXISTS))
 
 
 async def _applied(conn: Any) -> list[tuple[str, str]]:
@@ -249,7 +249,7 @@ async def close_public_temp(conn: Any, roles: Roles) -> None:
     the owner and application roles keep them. Database privileges are not copied by
     ``CREATE DATABASE … TEMPLATE``, so every ``migrate`` run and every analyst grant applies
     this, not only the migration that introduced it (sql/97_catalog_hardening.sql)."""
-    db = await conn.fetchval("SELECT current_database()")
+    db = await conn.fetchval(q.CURRENT_DATABASE)
     ident = '"' + str(db).replace('"', '""') + '"'
     await conn.execute(f"REVOKE TEMPORARY ON DATABASE {ident} FROM PUBLIC")
     await conn.execute(f'GRANT TEMPORARY ON DATABASE {ident} TO "{roles.owner}", "{roles.app}"')
@@ -341,7 +341,7 @@ async def migrate(
                 # connections, so no role switching on workers), distributed below
                 await conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
             if not applied:
-                if await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):
+                if await conn.fetchval(q.SCHEMA_EXISTS):
                     raise MigrationError(
                         "the database holds pydbal's schema but its ledger "
                         "(dbal.schema_migrations) is empty: it was emptied or the schema was "
@@ -399,11 +399,7 @@ async def status(dsn: str, *, migrations_dir: Path | str | None = None) -> dict[
     conn = await asyncpg.connect(dsn)
     try:
         applied = await _applied(conn)
-        partman = bool(
-            await conn.fetchval(
-                "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_partman')"
-            )
-        )
+        partman = bool(await conn.fetchval(q.EXTENSION_INSTALLED, "pg_partman"))
     finally:
         await conn.close()
     done = {name for name, _ in applied}
