@@ -25,8 +25,6 @@ def _type_branches(node_type: str, name: str) -> bool:
     return not words.isdisjoint(_BRANCHING_WORDS)
 
 
-
-
 def _iter_outputs(value: Any, path: str, out: Collector) -> list[tuple[int, str, Any]]:
     """The (output index, path, target list) triples of one output type, in either shape."""
     if isinstance(value, list):

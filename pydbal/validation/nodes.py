@@ -62,9 +62,7 @@ def check_nodes(nodes: list[Any], out: Collector) -> tuple[list[str], dict[str, 
     return labels, resolve
 
 
-def check_orphans(
-    nodes: list[Any], labels: list[str], connected: set[int], out: Collector
-) -> None:
+def check_orphans(nodes: list[Any], labels: list[str], connected: set[int], out: Collector) -> None:
     """ORPHANED_NODE for each node outside ``connected``; sticky notes are never orphans, and
     nothing is reported unless there are at least two nodes that are not sticky notes."""
     real = [
