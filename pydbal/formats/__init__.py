@@ -40,11 +40,15 @@ Every shape is reduced to :class:`Definition` by one set of rules:
 
 Anything that cannot be read raises :class:`~pydbal.errors.DBALError` with code
 ``INVALID_EXPORT_FORMAT`` and ``details["reason"]`` (plus ``"index"`` for an element of an array
-and ``"source"`` when a ``source_name`` was given); nothing else is ever raised.
+and ``"source"`` when a ``source_name`` was given). A definition nested deeper than orjson
+handles (256 levels and more) raises the ``VALIDATION_ERROR`` that ``create`` gives for it
+(``field``, ``limit`` ``json_depth``, ``max``, ``index``; see :mod:`.depth`). Nothing else is
+ever raised.
 
 The package: :mod:`.read` (bytes, text or data as JSON), :mod:`.shapes` (which shape, which
 workflow objects), :mod:`.normalize` (the field rules), :mod:`.naming` (:func:`derive_name`),
-:mod:`.bundle` (:func:`build_bundle`), :mod:`.definition` (what they share).
+:mod:`.bundle` (:func:`build_bundle`), :mod:`.depth` (nesting beyond orjson's),
+:mod:`.definition` (what they share).
 """
 
 from __future__ import annotations
@@ -62,9 +66,12 @@ from pydbal.formats.definition import (
     Definition,
     RefusedError,
 )
+from pydbal.formats.depth import TooDeepError, in_workflow, refuse_deep
 from pydbal.formats.naming import derive_name
 from pydbal.formats.read import load
 from pydbal.formats.shapes import definitions
+from pydbal.limits import DEFAULTS, Limits
+from pydbal.limits.scalars import over
 
 __all__ = [
     "CATEGORIES",
@@ -75,19 +82,32 @@ __all__ = [
     "Definition",
     "build_bundle",
     "derive_name",
+    "in_workflow",
     "parse_import",
 ]
 
 
-def parse_import(data: bytes | str | object, *, source_name: str | None = None) -> list[Definition]:
+def parse_import(
+    data: bytes | str | object, *, source_name: str | None = None, limits: Limits = DEFAULTS
+) -> list[Definition]:
     """Turn an import file (bytes, text, or already-parsed JSON) into workflow definitions.
 
     Returns one :class:`Definition` per workflow (an array gives one per element, in order).
-    Raises only :class:`DBALError` (``INVALID_EXPORT_FORMAT``).
+    Raises only :class:`DBALError`: ``INVALID_EXPORT_FORMAT`` for what cannot be read, and
+    ``VALIDATION_ERROR`` (field, ``json_depth``, ``index``; checked with ``limits``) for nesting
+    deeper than orjson handles (see :mod:`pydbal.formats.depth`).
     """
     try:
-        value = load(data)
-        return definitions(value)
+        try:
+            value, cut = load(data), False
+        except TooDeepError as deep:
+            if deep.clipped is None:
+                raise over("data", "levels of nesting", "json_depth", limits.json_depth) from None
+            value, cut = deep.clipped, True
+        found = definitions(value)
+        if cut:
+            refuse_deep(found, limits)
+        return found
     except RefusedError as refused:
         details: dict[str, Any] = {"reason": refused.reason, **refused.extra}
         if source_name is not None:
