@@ -38,24 +38,21 @@ def check_nodes(nodes: list[Any], out: Collector) -> tuple[list[str], dict[str, 
         node_id, name = node.get("id"), node.get("name")
         label = name if isinstance(name, str) and name else node_id
         labels.append(label if isinstance(label, str) and label else f"#{i}")
-        if isinstance(node_id, str) and node_id:
-            if node_id in by_id:
+        for attr, code, seen in (
+            ("id", "DUPLICATE_NODE_ID", by_id),
+            ("name", "DUPLICATE_NODE_NAME", by_name),
+        ):
+            key = node.get(attr)
+            if not isinstance(key, str) or not key:
+                continue
+            if key in seen:
                 out.error(
-                    "DUPLICATE_NODE_ID",
-                    f"nodes[{i}].id",
-                    f"node id {node_id!r} is already used by nodes[{by_id[node_id]}]",
+                    code,
+                    f"nodes[{i}].{attr}",
+                    f"node {attr} {key!r} is already used by nodes[{seen[key]}]",
                 )
             else:
-                by_id[node_id] = i
-        if isinstance(name, str) and name:
-            if name in by_name:
-                out.error(
-                    "DUPLICATE_NODE_NAME",
-                    f"nodes[{i}].name",
-                    f"node name {name!r} is already used by nodes[{by_name[name]}]",
-                )
-            else:
-                by_name[name] = i
+                seen[key] = i
     # Resolve by id first, then by name.
     resolve = dict(by_name)
     resolve.update(by_id)
