@@ -17,6 +17,8 @@ import math
 from typing import Any
 
 from pydbal.errors import DBALError, ErrorCode
+from pydbal.limits import DEFAULTS
+from pydbal.limits.scalars import over
 
 _FIELD_ISSUES: dict[str, str] = {
     "nodes": "INVALID_NODES",
@@ -101,7 +103,10 @@ def coerce_json(value: Any, field: str) -> Any:
     infinities are refused.
 
     Raises ``DBALError(VALIDATION_ERROR, …, {"issues": [INVALID_NODES|INVALID_EDGES|
-    INVALID_VARIABLES|INVALID_CONFIG], "field": field})`` when the value cannot be that field.
+    INVALID_VARIABLES|INVALID_CONFIG], "field": field})`` when the value cannot be that field,
+    and the ``json_depth`` refusal of :mod:`pydbal.limits` (``field``, ``limit``, ``max``, the
+    default limit) for a value nested too deeply to parse or copy (Python's recursion limit,
+    about 1000 levels).
     """
     if field not in _FIELD_ISSUES:
         raise ValueError(f"unknown field {field!r}; expected one of {sorted(_FIELD_ISSUES)}")
@@ -112,7 +117,9 @@ def coerce_json(value: Any, field: str) -> Any:
             data = json.loads(value, parse_constant=_reject_constant, parse_float=_finite_float)
         else:
             data = json.loads(json.dumps(value, allow_nan=False))
-    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+    except RecursionError:  # nested past Python's recursion limit: far over json_depth
+        raise over(field, "levels of nesting", "json_depth", DEFAULTS.json_depth) from None
+    except (ValueError, TypeError, OverflowError) as exc:
         raise _structural(field, f"{field} is not valid JSON: {str(exc)[:200]}") from None
 
     if field == "nodes":

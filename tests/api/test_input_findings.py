@@ -148,6 +148,14 @@ async def test_deep_json_is_refused_alike_by_create_and_import(
         await acme.workflows.create(given)
     with pytest.raises(DBALError) as created:
         await acme.workflows.create(given)
+    if form == "text":  # the definition field given as JSON text: the same refusal
+        nodes_text = '[{"id": "t", "name": "S", "type": "x", "v": ' + "[" * depth + "1"
+        nodes_text += "]" * depth + "}]"
+        async with refused(raw, "nodes"):
+            await acme.workflows.create({**valid_definition("deep"), "nodes": nodes_text})
+        with pytest.raises(DBALError) as as_text:
+            await acme.workflows.create({**valid_definition("deep"), "nodes": nodes_text})
+        assert as_text.value.details == created.value.details
     expected = {**created.value.details, "index": 0}
     message = f"workflow 0: {created.value.message}"
     if form == "text" and depth > PARSE_DEPTH_MAX:  # beyond the parser: the argument is named
