@@ -6,9 +6,10 @@ lists as ``{"main": [[...]]}`` or ``{"main": {"0": [...]}}``, any output type) a
 :class:`ValidationReport` whose issues carry a stable ``code`` and a ``path`` into the input.
 
 Input that is not a workflow definition at all (text that is not JSON, ``nodes`` not a list,
-``edges``/``variables``/``settings`` not an object) raises
-``DBALError(ErrorCode.VALIDATION_ERROR, …, {"issues": [...], "field": ...})``; nothing else is ever
-raised for bad input.
+``edges``/``settings`` not an object, ``variables`` neither an object nor a list of named
+declarations) raises ``DBALError(ErrorCode.VALIDATION_ERROR, …, {"issues": [...], "field": ...})``;
+input nested too deeply to parse, the ``json_depth`` refusal (``{"field", "limit", "max"}``).
+Nothing else is ever raised for bad input.
 
 Rules (bump :data:`VALIDATOR_VERSION` whenever one changes):
 
