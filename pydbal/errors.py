@@ -60,7 +60,7 @@ _CONSTRAINT_CODES: dict[str, tuple[ErrorCode, str]] = {
     "workflows_edges_is_object": (ErrorCode.VALIDATION_ERROR, "edges must be a JSON object"),
 }
 
-# Plain CHECK constraints that bound a length: the field and the limit (pydbal/limits.py) they
+# Plain CHECK constraints that bound a length: the field and the limit (pydbal/limits/) they
 # enforce. The limits of sql/15_limits.sql raise D0422 with these details themselves.
 _CONSTRAINT_LIMITS: dict[str, tuple[str, str]] = {
     "workflows_name_length": ("name", "name_length"),
@@ -99,7 +99,7 @@ def from_postgres(exc: BaseException) -> DBALError | None:
     sqlstate: str | None = getattr(exc, "sqlstate", None)
     if not sqlstate:
         # asyncpg's DataError (an argument the driver cannot encode) has no SQLSTATE: it is
-        # bad input all the same. pydbal checks arguments first (pydbal/limits.py), so this only
+        # bad input all the same. pydbal checks arguments first (pydbal/limits/), so this only
         # catches what slipped through, without a field name.
         if type(exc).__name__ == "DataError" and type(exc).__module__.startswith("asyncpg"):
             return DBALError(ErrorCode.VALIDATION_ERROR, f"invalid argument: {exc}", {})

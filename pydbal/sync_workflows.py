@@ -28,7 +28,7 @@ from pydbal.models import (
     WorkflowVersion,
 )
 from pydbal.sync import SyncOperations
-from pydbal.validation import ValidationReport
+from pydbal.validation.report import ValidationReport
 from pydbal.workflows import Run
 
 

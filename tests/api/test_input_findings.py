@@ -130,6 +130,53 @@ async def test_deep_json_is_refused_at_every_depth(
         await acme.workflows.update(wf.id, {"config": {"x": nested(depth)}})
 
 
+@pytest.mark.parametrize("depth", [100, 256, 500, 990, 5000])
+@pytest.mark.parametrize("form", ["data", "text"])
+async def test_deep_json_is_refused_alike_by_create_and_import(
+    acme: Tenant, raw: Any, depth: int, form: str
+) -> None:
+    # issue 11: from 256 levels on, import_workflow/import_many answered INVALID_EXPORT_FORMAT
+    # (4251) where create answers VALIDATION_ERROR naming the field and the json_depth limit
+    import json
+
+    from pydbal.formats.depth import PARSE_DEPTH_MAX
+
+    given = valid_definition("deep", nodes=[{"id": "t", "name": "S", "type": "x", "v": 0}])
+    text = json.dumps(given).replace('"v": 0', '"v": ' + "[" * depth + "1" + "]" * depth)
+    given["nodes"][0]["v"] = nested(depth)
+    async with refused(raw, "nodes"):
+        await acme.workflows.create(given)
+    with pytest.raises(DBALError) as created:
+        await acme.workflows.create(given)
+    if form == "text":  # the definition field given as JSON text: the same refusal
+        nodes_text = '[{"id": "t", "name": "S", "type": "x", "v": ' + "[" * depth + "1"
+        nodes_text += "]" * depth + "}]"
+        async with refused(raw, "nodes"):
+            await acme.workflows.create({**valid_definition("deep"), "nodes": nodes_text})
+        with pytest.raises(DBALError) as as_text:
+            await acme.workflows.create({**valid_definition("deep"), "nodes": nodes_text})
+        assert as_text.value.details == created.value.details
+    expected = {**created.value.details, "index": 0}
+    message = f"workflow 0: {created.value.message}"
+    if form == "text" and depth > PARSE_DEPTH_MAX:  # beyond the parser: the argument is named
+        expected = {"field": "data", "limit": "json_depth", "max": 64}
+        message = "data: at most 64 levels of nesting (limit json_depth)"
+    payload = given if form == "data" else text
+    for attempt in (
+        lambda: acme.workflows.import_workflow(payload),
+        lambda: acme.workflows.import_many(payload),
+    ):
+        async with refused(raw, expected["field"]):
+            await attempt()
+        with pytest.raises(DBALError) as imported:
+            await attempt()
+        assert imported.value.details == expected
+        assert imported.value.message == message
+    many = f"[{json.dumps(valid_definition('fine'))}, {text}]"
+    async with refused(raw, expected["field"]):
+        await acme.workflows.import_many(many if form == "text" else [valid_definition("f"), given])
+
+
 # -- integers beyond 64 bits ------------------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from pydbal.formats import (
     derive_name,
     parse_import,
 )
+from pydbal.formats.depth import PARSE_DEPTH_MAX
 
 # --------------------------------------------------------------------------------------------
 # corpus
@@ -612,8 +613,44 @@ def test_not_json_reason_and_source() -> None:
     assert err.details["source"] == "broken.json"
 
 
-def test_deeply_nested_refused() -> None:
-    refused(b'{"nodes": [' + b"[" * 5000 + b"]" * 5000 + b"]}")
+@pytest.mark.parametrize("depth", [256, 1000, 5000, 30_000])
+def test_deeply_nested_refused(depth: int) -> None:
+    # beyond what orjson handles: the VALIDATION_ERROR create gives (issue 11), not 4251
+    deep = b"[" * depth + b"]" * depth
+    with pytest.raises(DBALError) as info:
+        parse_import(b'{"nodes": [' + deep + b"]}")
+    assert info.value.code == ErrorCode.VALIDATION_ERROR
+    field = "nodes" if depth <= PARSE_DEPTH_MAX else "data"  # too deep to parse: the argument
+    assert info.value.details == {"field": field, "limit": "json_depth", "max": 64} | (
+        {"index": 0} if field == "nodes" else {}
+    )
+    if field == "data":
+        return
+    # cut parts that the field rules drop refuse nothing
+    assert parse_import(b'{"nodes": [], "tags": [' + deep + b"]}")[0].tags == []
+    assert parse_import(b'{"nodes": [], "id": ' + deep + b"}")[0].config == {}
+    # a deep value in an element of an array names the element
+    with pytest.raises(DBALError) as info:
+        parse_import(b'[{"nodes": []}, {"nodes": [], "meta": ' + deep + b"}]")
+    assert info.value.details["index"] == 1 and info.value.details["field"] == "config"
+
+
+def test_deeply_nested_data_refused() -> None:
+    value: Any = (1, 2)
+    for _ in range(1000):
+        value = [value]
+    with pytest.raises(DBALError) as info:
+        parse_import({"nodes": [{"id": "a", "name": "A", "type": "x", "v": value}]})
+    assert info.value.code == ErrorCode.VALIDATION_ERROR
+    assert info.value.details["field"] == "nodes" and info.value.details["limit"] == "json_depth"
+    shared: list[Any] = [1]
+    for _ in range(300):  # 2**300 values once unrolled: refused as before, not copied
+        shared = [shared, shared]
+    assert (
+        refused({"nodes": [], "config": {"x": shared}})
+        .details["reason"]
+        .startswith("not storable as JSON")
+    )
 
 
 # --------------------------------------------------------------------------------------------
