@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from pydbal.validation import ValidationIssue, ValidationReport, coerce_json
+from pydbal.validation import ValidationIssue, ValidationReport, coerce_json, tag_list
 
 Role = Literal["user", "admin", "god", "supergod"]
 Category = Literal["system", "user", "package", "automation", "integration", "template"]
@@ -63,14 +63,6 @@ class _Input(_Model):
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", str_strip_whitespace=False
     )
-
-
-def _tags(value: Any) -> Any:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [t.strip() for t in value.split(",") if t.strip()]
-    return value
 
 
 class Workflow(_Model):
@@ -134,7 +126,7 @@ class _DefinitionFields(_Input):
     @field_validator("tags", mode="before", check_fields=False)
     @classmethod
     def _tag_list(cls, v: Any) -> Any:
-        return _tags(v)
+        return tag_list(v)
 
 
 class CreateWorkflowInput(_DefinitionFields):
@@ -196,7 +188,7 @@ class WorkflowFilter(_Input):
     @field_validator("tags", mode="before")
     @classmethod
     def _tag_list(cls, v: Any) -> Any:
-        return None if v is None else _tags(v)
+        return None if v is None else tag_list(v)
 
 
 class Sort(_Input):

@@ -52,8 +52,10 @@ class TooDeepError(Exception):
 
 
 def is_recursion(exc: Exception) -> bool:
-    """Whether an orjson error is about nesting ("Recursion limit reached", "recursion depth")."""
-    return "recursion" in str(exc).lower()
+    """Whether an orjson error is about nesting: "Recursion limit reached" (encoding),
+    "recursion depth" (older parsers) or "depth limit exceeded" (the parser's bound, 3.9.15+)."""
+    text = str(exc).lower()
+    return "recursion" in text or "depth limit" in text
 
 
 def check_text_depth(text: bytes | str) -> None:

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydbal import limits as lim
 from pydbal.errors import DBALError, ErrorCode
-from pydbal.formats import Definition, build_bundle, derive_name, parse_import
+from pydbal.formats import Definition, build_bundle, derive_name, in_workflow, parse_import
 from pydbal.instrument import operations
 from pydbal.models import CreateWorkflowInput, ExportBundle, Workflow
 from pydbal.validation import VALIDATOR_VERSION, ValidationReport
@@ -128,7 +128,7 @@ class Transfer(Reads):
                     {"reason": "unreadable file"},
                 ) from None
         lim.raw_size(data, "data", self._lim.import_bytes, "import_bytes")
-        definitions = parse_import(data, source_name=source_name)
+        definitions = parse_import(data, source_name=source_name, limits=self._lim)
         if name is not None and len(definitions) > 1:
             raise DBALError(ErrorCode.VALIDATION_ERROR, "name applies to a single workflow only")
         inputs: builtins.list[CreateWorkflowInput] = []
@@ -171,9 +171,7 @@ class Transfer(Reads):
             report = _validate(inp.nodes, inp.edges, inp.variables, inp.config)
         except DBALError as exc:
             if "limit" in exc.details:  # a limit, not the format: VALIDATION_ERROR, with where
-                raise DBALError(
-                    exc.code, f"workflow {index}: {exc.message}", {**exc.details, "index": index}
-                ) from None
+                raise in_workflow(exc, index) from None
             raise DBALError(
                 ErrorCode.INVALID_EXPORT_FORMAT,
                 f"workflow {index}: {exc.message}",

@@ -59,12 +59,6 @@ def test_inputs_read_tags_as_import_does(value: Any, names: list[str]) -> None:
     assert _read_by_the_inputs(value) == parse_import({"nodes": [], "tags": value})[0].tags
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pydbal/models.py reads tags with its own _tags, which keeps repeats and does not "
-    "trim list items or drop empty ones; it is to call pydbal.validation.tag_list (see the "
-    "validation helper's report). Remove this mark then.",
-)
 @pytest.mark.parametrize(("value", "names"), [case for case in TAGS if case not in AGREED])
 def test_inputs_drop_repeats_and_blanks_as_import_does(value: Any, names: list[str]) -> None:
     assert _read_by_the_inputs(value) == parse_import({"nodes": [], "tags": value})[0].tags
