@@ -1,4 +1,4 @@
--- 01_context.sql — the request context and error raising.
+-- 01_context.sql — the request context, the entry into it, and error raising.
 --
 -- A request's tenant, user id and user role reach the database as TRANSACTION-LOCAL settings
 -- (set_config(..., true)): dbal.tenant_id, dbal.user_id, dbal.user_role. They end with the
@@ -87,6 +87,37 @@ BEGIN
         PERFORM dbal.raise_error(403, 'no tenant context: call through pydbal or set dbal.tenant_id');
     END IF;
     RETURN v_current;
+END
+$$;
+
+-- enter_app(tenant, user, role): what dbal.enter does (same checks, same errors), after switching
+-- the current role to @app_role@ until the end of the transaction (fails for a login that is not
+-- a member of it); inside a SECURITY DEFINER entry point (current_user is @owner_role@) the role
+-- stays, and the owner's policies apply. Tenant, user and role are all required. Written out in
+-- one function, with one statement setting the context, because every read pays for it.
+CREATE FUNCTION dbal.enter_app(p_tenant text, p_user text, p_role text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_current text;
+BEGIN
+    IF current_user::text NOT IN ('@app_role@', '@owner_role@') THEN
+        PERFORM set_config('role', '@app_role@', true);
+    END IF;
+    IF p_tenant IS NULL OR p_tenant = '' OR p_user IS NULL OR p_role IS NULL THEN
+        PERFORM dbal.raise_error(403, 'tenant, user and role are required');
+    END IF;
+    IF p_role NOT IN ('user', 'admin', 'god', 'supergod') THEN
+        PERFORM dbal.raise_error(403, format('unknown role %L', p_role));
+    END IF;
+    v_current := NULLIF(current_setting('dbal.tenant_id', true), '');
+    IF v_current <> p_tenant THEN
+        PERFORM dbal.raise_error(4034, 'tenant argument does not match the request context',
+                                 jsonb_build_object('context', v_current, 'argument', p_tenant));
+    END IF;
+    PERFORM set_config('dbal.tenant_id', p_tenant, true), set_config('dbal.user_id', p_user, true),
+            set_config('dbal.user_role', p_role, true);
+    RETURN p_tenant;
 END
 $$;
 

@@ -125,7 +125,7 @@ $$;
 -- changeable_sql(): the bulk writes' condition with the request's admin flag, user and the
 -- current time written in as literals. Citus refuses, in the WHERE clause of an UPDATE on a
 -- distributed table, volatile functions (clock_timestamp()) and non-immutable ones inside
--- COALESCE/CASE (dbal.ctx_is_admin() inlines to one); the rule is the one of sql/70_api.sql,
+-- COALESCE/CASE (dbal.ctx_is_admin() inlines to one); the rule is the one of sql/70_api_builders.sql,
 -- evaluated when the statement is built, just before it runs. STABLE instead of IMMUTABLE.
 CREATE OR REPLACE FUNCTION dbal.changeable_sql() RETURNS text
     LANGUAGE sql STABLE
