@@ -53,16 +53,14 @@ CREATE FUNCTION dbal.writable(p_tenant text, p_id uuid) RETURNS dbal.workflows
 DECLARE
     w dbal.workflows;
 BEGIN
-    SELECT * INTO w FROM dbal.workflows x WHERE x.tenant_id = p_tenant AND x.id = p_id;
-    IF NOT FOUND THEN
-        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_id));
-    END IF;
+    w := dbal.visible_or_4041(p_tenant, p_id);
     IF NOT (dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user()) THEN
         PERFORM dbal.raise_error(403, 'only its creator or an admin may change this workflow',
                                  jsonb_build_object('id', p_id));
     END IF;
     SELECT * INTO w FROM dbal.workflows x WHERE x.tenant_id = p_tenant AND x.id = p_id FOR UPDATE;
-    IF w.is_locked AND w.lock_expires_at > clock_timestamp() AND w.locked_by <> dbal.ctx_user() THEN
+    IF dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+       AND w.locked_by <> dbal.ctx_user() THEN
         PERFORM dbal.raise_error(4231, 'workflow is locked by another user',
                                  jsonb_build_object('id', p_id, 'locked_by', w.locked_by,
                                                     'locked_at', w.locked_at,

@@ -216,10 +216,13 @@ BEGIN
                dbal.effective_validation_status(w.validation_status, w.valid_until,
                                                 w.validator_version),
                w.validation_errors, w.validated_at, w.valid_until, w.validator_version,
-               w.is_locked AND w.lock_expires_at > clock_timestamp(),
-               CASE WHEN w.lock_expires_at > clock_timestamp() THEN w.locked_by END,
-               CASE WHEN w.lock_expires_at > clock_timestamp() THEN w.locked_at END,
-               CASE WHEN w.lock_expires_at > clock_timestamp() THEN w.lock_expires_at END,
+               dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp()),
+               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+                    THEN w.locked_by END,
+               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+                    THEN w.locked_at END,
+               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+                    THEN w.lock_expires_at END,
                w.archived_at, v_total, v_exact, cardinality(v_ids) > p_limit
           FROM unnest(v_ids[1:p_limit]) WITH ORDINALITY AS u(id, n)
           JOIN dbal.workflows w ON w.tenant_id = p_tenant AND w.id = u.id
@@ -296,10 +299,7 @@ CREATE FUNCTION dbal.api_history(p_tenant text, p_user text, p_role text, p_id u
     AS $$
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
-    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
-    IF NOT FOUND THEN
-        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_id));
-    END IF;
+    PERFORM dbal.visible_or_4041(p_tenant, p_id);
     RETURN QUERY SELECT * FROM dbal.workflow_versions v
                   WHERE v.tenant_id = p_tenant AND v.workflow_id = p_id ORDER BY v.version DESC;
 END
@@ -314,10 +314,7 @@ CREATE FUNCTION dbal.api_executions(
     AS $$
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
-    PERFORM 1 FROM dbal.workflows w WHERE w.tenant_id = p_tenant AND w.id = p_id;
-    IF NOT FOUND THEN
-        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_id));
-    END IF;
+    PERFORM dbal.visible_or_4041(p_tenant, p_id);
     RETURN QUERY SELECT * FROM dbal.workflow_executions e
                   WHERE e.tenant_id = p_tenant AND e.workflow_id = p_id
                     AND e.started_at >= coalesce(p_from, '-infinity')

@@ -20,12 +20,16 @@ GRANT SELECT ON dbal.workflows, dbal.workflow_versions, dbal.audit_log, dbal.wor
 
 GRANT EXECUTE ON FUNCTION
     dbal.ctx_tenant(), dbal.ctx_user(), dbal.ctx_role(), dbal.ctx_is_admin(),
+    dbal.roles(), dbal.admin_roles(),
     dbal.enter(text, text, text),
     dbal.raise_error(integer, text, jsonb),
     dbal.current_validator_version(),
     dbal.ctx_archived(),
     dbal.validity_period(),
     dbal.effective_validation_status(text, timestamptz, integer),
+    dbal.lock_live(boolean, timestamptz, timestamptz),
+    dbal.lock_expired(boolean, timestamptz, timestamptz),
+    dbal.visible_or_4041(text, uuid, boolean),
     dbal.tags_text(text[]),
     dbal.content_changed(dbal.workflows, dbal.workflows),
     dbal.system_columns(),
