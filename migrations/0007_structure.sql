@@ -10,7 +10,9 @@
 --   out now calls the helper: ctx_role, ctx_is_admin, workflow_for_update, acquire_lock_lease,
 --   renew_lock_lease, clear_expired_locks, record_one, execution_stats, record_executions,
 --   filter_sql, changeable_sql, writable, api_list, api_history, api_executions.
---   CREATE OR REPLACE keeps their owner and grants.
+-- * dbal.prune_batch deletes every kind with one statement shape from a list of tables
+--   (sql/44_retention.sql) instead of one written-out DELETE per table.
+-- CREATE OR REPLACE keeps owners and grants.
 
 SET LOCAL ROLE @owner_role@;
 
@@ -1184,6 +1186,55 @@ BEGIN
                     AND (p_status IS NULL OR e.status = p_status)
                   ORDER BY e.started_at DESC
                   LIMIT p_limit;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION dbal.prune_batch(p_kind text, p_now timestamptz, p_limit integer)
+    RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    AS $$
+DECLARE
+    v_default interval;
+    v_cut timestamptz;  -- nothing newer than this can be due, whoever the tenant
+    v_count integer := 0;
+    v_rows integer;
+    r record;
+BEGIN
+    SELECT d.keep INTO v_default FROM dbal.retention_defaults d WHERE d.kind = p_kind;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    SELECT p_now - least(v_default, min(o.keep)) INTO v_cut
+      FROM dbal.retention_overrides o WHERE o.kind = p_kind;
+    FOR r IN
+        SELECT s.tbl, s.col, s.keys
+          FROM (VALUES (1, 'executions', 'workflow_executions', 'started_at',
+                        ARRAY['execution_id', 'started_at']),
+                       (2, 'executions', 'execution_keys', 'started_at', ARRAY['execution_id']),
+                       (3, 'stats_hourly', 'workflow_stats_hourly', 'hour', ARRAY['workflow_id', 'hour']),
+                       (4, 'stats_daily', 'workflow_stats_daily', 'day', ARRAY['workflow_id', 'day']),
+                       (5, 'audit', 'audit_log', 'at', ARRAY['id', 'at'])) AS s(n, kind, tbl, col, keys)
+         WHERE s.kind = p_kind
+         ORDER BY s.n
+    LOOP
+        EXECUTE format(
+            'WITH victims AS (
+                 SELECT t.tenant_id, %3$s
+                   FROM dbal.%1$I t
+                   LEFT JOIN dbal.retention_overrides o ON o.tenant_id = t.tenant_id AND o.kind = $1
+                  WHERE t.%2$I < $2 AND t.%2$I < $3 - coalesce(o.keep, $4)
+                  LIMIT $5)
+             DELETE FROM dbal.%1$I t USING victims v
+              WHERE t.tenant_id = v.tenant_id AND %4$s',
+            r.tbl, r.col,
+            (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(r.keys) k),
+            (SELECT string_agg(format('t.%1$I = v.%1$I', k), ' AND ') FROM unnest(r.keys) k))
+            USING p_kind, v_cut, p_now, v_default, p_limit;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_count := v_count + v_rows;
+    END LOOP;
+    RETURN v_count;
 END
 $$;
 
