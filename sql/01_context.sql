@@ -5,6 +5,12 @@
 -- transaction, so a pooled connection never carries one request's tenant into the next.
 -- After such a transaction ends, current_setting(..., true) returns '' (not NULL) for the rest
 -- of the session, hence NULLIF: a missing context reads as NULL and every policy fails closed.
+--
+-- Guarantees: the roles (dbal.roles(), dbal.admin_roles()) and the validity period
+-- (dbal.validity_period()) are defined here once; the context is entered through one
+-- implementation (dbal.enter; dbal.enter_app adds the switch to @app_role@), which answers the
+-- same arguments with the same error wherever it is called. SECURITY INVOKER functions,
+-- executable by @app_role@ (sql/90_grants.sql).
 
 SET LOCAL ROLE @owner_role@;
 
@@ -70,8 +76,9 @@ $$;
 --   * a tenant that contradicts the context already set is TENANT_MISMATCH (4034);
 --   * a role not in dbal.roles() is FORBIDDEN (403);
 --   * no tenant at all (none given, none set) is FORBIDDEN (403): no request without a context.
--- Every entry point calls it (or enter_app) first, so that one statement carries the context
--- (one round trip, and routable by tenant on Citus).
+-- Every entry point of the API calls it (or enter_app) first, so that one statement carries the
+-- context (one round trip, and routable by tenant on Citus); the analysts' functions enter each
+-- granted tenant with dbal.analyst_enter instead (sql/95_analysts.sql).
 CREATE FUNCTION dbal.enter(p_tenant text, p_user text DEFAULT NULL, p_role text DEFAULT NULL)
     RETURNS text
     LANGUAGE plpgsql
