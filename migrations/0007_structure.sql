@@ -1,7 +1,7 @@
 -- 0007_structure.sql — one home per rule (issue 10); the text of the sql/ files named below.
 --
 -- * New helpers, each the one home of its rule: dbal.roles() and dbal.admin_roles()
---   (sql/01_context.sql); dbal.lock_live(), dbal.lock_expired() and dbal.visible_or_4041()
+--   (sql/01_context.sql); dbal.lease_live(), dbal.lease_expired() and dbal.visible_or_4041()
 --   (sql/20_workflow_helpers.sql); executable by the application role.
 -- * dbal.enter is the one implementation of the request context; dbal.enter_app is it after the
 --   switch to the application role, so an empty tenant is VALIDATION_ERROR (422) in both (it was
@@ -24,12 +24,12 @@ CREATE FUNCTION dbal.admin_roles() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT ARRAY['admin', 'god', 'supergod'] $$;
 
-CREATE FUNCTION dbal.lock_live(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
+CREATE FUNCTION dbal.lease_live(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
     RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT p_locked AND p_expires_at > p_at $$;
 
-CREATE FUNCTION dbal.lock_expired(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
+CREATE FUNCTION dbal.lease_expired(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
     RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT p_locked AND p_expires_at <= p_at $$;
@@ -145,7 +145,7 @@ BEGIN
                                                     'valid_until', w.valid_until,
                                                     'validator_version', w.validator_version));
     END IF;
-    IF dbal.lock_live(w.is_locked, w.lock_expires_at, v_now) THEN
+    IF dbal.lease_live(w.is_locked, w.lock_expires_at, v_now) THEN
         RETURN;
     END IF;
     IF w.is_locked THEN
@@ -179,7 +179,7 @@ DECLARE
 BEGIN
     PERFORM dbal.check_lease(p_timeout_ms);
     w := dbal.workflow_for_update(v_tenant, p_workflow);
-    IF NOT coalesce(dbal.lock_live(w.is_locked, w.lock_expires_at, v_now)
+    IF NOT coalesce(dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
                     AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user(), false) THEN
         RETURN NULL;
     END IF;
@@ -202,7 +202,7 @@ BEGIN
            SET is_locked = false, locked_by = NULL, locked_at = NULL, lock_expires_at = NULL
           FROM (SELECT tenant_id, id, locked_by, lock_token, lock_expires_at
                   FROM dbal.workflows
-                 WHERE dbal.lock_expired(is_locked, lock_expires_at, clock_timestamp())
+                 WHERE dbal.lease_expired(is_locked, lock_expires_at, clock_timestamp())
                    AND (p_tenant IS NULL OR tenant_id = p_tenant)
                    FOR UPDATE) old
          WHERE w.tenant_id = old.tenant_id AND w.id = old.id
@@ -278,13 +278,13 @@ BEGIN
         RETURN;
     END IF;
     IF p_token IS NOT NULL THEN
-        IF NOT coalesce(dbal.lock_live(w.is_locked, w.lock_expires_at, v_now)
+        IF NOT coalesce(dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
                         AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user(), false) THEN
             o_code := 4233; o_message := 'the lock token is not the current holder''s';
             o_details := jsonb_build_object('id', w.id, 'token', p_token);
             RETURN;
         END IF;
-    ELSIF dbal.lock_live(w.is_locked, w.lock_expires_at, v_now)
+    ELSIF dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
           AND w.locked_by IS DISTINCT FROM dbal.ctx_user() THEN
         o_code := 4231; o_message := 'workflow is locked by another user';
         o_details := jsonb_build_object('id', w.id, 'locked_by', w.locked_by,
@@ -575,10 +575,10 @@ BEGIN
                     WHEN u.started > v_now + interval '5 minutes' THEN 4
                     WHEN w.id IS NULL THEN 5
                     WHEN u.tok IS NOT NULL THEN
-                        CASE WHEN coalesce(dbal.lock_live(w.is_locked, w.lock_expires_at, v_now)
+                        CASE WHEN coalesce(dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
                                            AND w.lock_token = u.tok AND w.locked_by = v_user, false)
                              THEN NULL ELSE 6 END
-                    WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, v_now)
+                    WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
                          AND w.locked_by IS DISTINCT FROM v_user THEN 7
                END AS reason
           FROM u
@@ -916,7 +916,7 @@ BEGIN
                                          v_value #>> '{}');
         WHEN 'is_locked' THEN
             v_parts := v_parts || format(
-                'dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp()) = %L::boolean',
+                'dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp()) = %L::boolean',
                 v_value #>> '{}');
         WHEN 'category', 'created_by', 'name', 'last_execution_status' THEN
             v_parts := v_parts || format('w.%I = ANY (%L::text[])', v_key, v_list);
@@ -946,7 +946,7 @@ CREATE OR REPLACE FUNCTION dbal.changeable_sql() RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $$
         SELECT '(dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())'
-               ' AND NOT (dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())'
+               ' AND NOT (dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())'
                ' AND w.locked_by <> dbal.ctx_user())'
     $$;
 
@@ -962,7 +962,7 @@ BEGIN
                                  jsonb_build_object('id', p_id));
     END IF;
     SELECT * INTO w FROM dbal.workflows x WHERE x.tenant_id = p_tenant AND x.id = p_id FOR UPDATE;
-    IF dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+    IF dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
        AND w.locked_by <> dbal.ctx_user() THEN
         PERFORM dbal.raise_error(4231, 'workflow is locked by another user',
                                  jsonb_build_object('id', p_id, 'locked_by', w.locked_by,
@@ -1144,12 +1144,12 @@ BEGIN
                dbal.effective_validation_status(w.validation_status, w.valid_until,
                                                 w.validator_version),
                w.validation_errors, w.validated_at, w.valid_until, w.validator_version,
-               dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp()),
-               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+               dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp()),
+               CASE WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
                     THEN w.locked_by END,
-               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+               CASE WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
                     THEN w.locked_at END,
-               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+               CASE WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
                     THEN w.lock_expires_at END,
                w.archived_at, v_total, v_exact, cardinality(v_ids) > p_limit
           FROM unnest(v_ids[1:p_limit]) WITH ORDINALITY AS u(id, n)
@@ -1239,12 +1239,12 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION dbal.roles(), dbal.admin_roles(),
-    dbal.lock_live(boolean, timestamptz, timestamptz),
-    dbal.lock_expired(boolean, timestamptz, timestamptz),
+    dbal.lease_live(boolean, timestamptz, timestamptz),
+    dbal.lease_expired(boolean, timestamptz, timestamptz),
     dbal.visible_or_4041(text, uuid, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dbal.roles(), dbal.admin_roles(),
-    dbal.lock_live(boolean, timestamptz, timestamptz),
-    dbal.lock_expired(boolean, timestamptz, timestamptz),
+    dbal.lease_live(boolean, timestamptz, timestamptz),
+    dbal.lease_expired(boolean, timestamptz, timestamptz),
     dbal.visible_or_4041(text, uuid, boolean) TO @app_role@;
 
 RESET ROLE;

@@ -1,7 +1,7 @@
 -- 20_workflow_helpers.sql — small building blocks shared by the entry points.
 --
 -- Guarantees: each rule below has its one home here — how a validation status reads
--- (effective_validation_status), what a live and an expired lock are (lock_live, lock_expired),
+-- (effective_validation_status), what a live and an expired lock are (lease_live, lease_expired),
 -- that an invisible workflow is WORKFLOW_NOT_FOUND (visible_or_4041), and how an audit row is
 -- written in the request's context (audit). SECURITY INVOKER: they act with the caller's rights
 -- and policies.
@@ -25,19 +25,19 @@ CREATE FUNCTION dbal.effective_validation_status(
             ELSE p_status END
     $$;
 
--- lock_live(is_locked, lock_expires_at, at): true when a lock is held and its lease has not
+-- lease_live(is_locked, lock_expires_at, at): true when a lock is held and its lease has not
 -- expired at the time p_at (callers pass clock_timestamp(), the lease clock, or the instant they
 -- took from it). The one home of "a live lock". IMMUTABLE one-line SQL, so the planner inlines it
 -- to `is_locked AND lock_expires_at > at` and the partial index workflows_locked_idx applies.
-CREATE FUNCTION dbal.lock_live(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
+CREATE FUNCTION dbal.lease_live(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
     RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT p_locked AND p_expires_at > p_at $$;
 
--- lock_expired(is_locked, lock_expires_at, at): true when a lock is held but its lease ran out at
--- or before p_at: with lock_live, the held locks split into live and expired ones, none in both.
--- Inlined like lock_live (to `is_locked AND lock_expires_at <= at`), for the sweeps' index scans.
-CREATE FUNCTION dbal.lock_expired(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
+-- lease_expired(is_locked, lock_expires_at, at): true when a lock is held but its lease ran out at
+-- or before p_at: with lease_live, the held locks split into live and expired ones, none in both.
+-- Inlined like lease_live (to `is_locked AND lock_expires_at <= at`), for the sweeps' index scans.
+CREATE FUNCTION dbal.lease_expired(p_locked boolean, p_expires_at timestamptz, p_at timestamptz)
     RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT p_locked AND p_expires_at <= p_at $$;

@@ -47,7 +47,7 @@ BEGIN
                                          v_value #>> '{}');
         WHEN 'is_locked' THEN
             v_parts := v_parts || format(
-                'dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp()) = %L::boolean',
+                'dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp()) = %L::boolean',
                 v_value #>> '{}');
         WHEN 'category', 'created_by', 'name', 'last_execution_status' THEN
             v_parts := v_parts || format('w.%I = ANY (%L::text[])', v_key, v_list);
@@ -126,7 +126,7 @@ CREATE FUNCTION dbal.changeable_sql() RETURNS text
     LANGUAGE sql IMMUTABLE
     AS $$
         SELECT '(dbal.ctx_is_admin() OR w.created_by = dbal.ctx_user())'
-               ' AND NOT (dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())'
+               ' AND NOT (dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())'
                ' AND w.locked_by <> dbal.ctx_user())'
     $$;
 

@@ -59,7 +59,7 @@ BEGIN
                                  jsonb_build_object('id', p_id));
     END IF;
     SELECT * INTO w FROM dbal.workflows x WHERE x.tenant_id = p_tenant AND x.id = p_id FOR UPDATE;
-    IF dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+    IF dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
        AND w.locked_by <> dbal.ctx_user() THEN
         PERFORM dbal.raise_error(4231, 'workflow is locked by another user',
                                  jsonb_build_object('id', p_id, 'locked_by', w.locked_by,

@@ -216,12 +216,12 @@ BEGIN
                dbal.effective_validation_status(w.validation_status, w.valid_until,
                                                 w.validator_version),
                w.validation_errors, w.validated_at, w.valid_until, w.validator_version,
-               dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp()),
-               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+               dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp()),
+               CASE WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
                     THEN w.locked_by END,
-               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+               CASE WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
                     THEN w.locked_at END,
-               CASE WHEN dbal.lock_live(w.is_locked, w.lock_expires_at, clock_timestamp())
+               CASE WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, clock_timestamp())
                     THEN w.lock_expires_at END,
                w.archived_at, v_total, v_exact, cardinality(v_ids) > p_limit
           FROM unnest(v_ids[1:p_limit]) WITH ORDINALITY AS u(id, n)
