@@ -4,7 +4,8 @@
 -- distributed by tenant (Citus) without change. CHECK constraints reject what can never be
 -- valid even for writes that bypass pydbal. Lock and execution columns are written only by the
 -- SECURITY DEFINER functions of sql/40_locks.sql and sql/41_record_execution.sql; every other
--- column by the definer entry points of sql/70_api.sql and sql/72_archive.sql. The application
+-- column by the definer entry points of sql/71_api_writes.sql, sql/72_archive.sql and
+-- sql/75_validation_store.sql. The application
 -- role may not write this table at all (sql/90_grants.sql).
 --
 -- Rows are never deleted through pydbal: deleting a workflow archives it (archived_at), which

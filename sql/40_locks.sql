@@ -63,7 +63,7 @@ BEGIN
                                                     'valid_until', w.valid_until,
                                                     'validator_version', w.validator_version));
     END IF;
-    IF w.is_locked AND w.lock_expires_at > v_now THEN
+    IF dbal.lease_live(w.is_locked, w.lock_expires_at, v_now) THEN
         RETURN;
     END IF;
     IF w.is_locked THEN
@@ -112,8 +112,8 @@ DECLARE
 BEGIN
     PERFORM dbal.check_lease(p_timeout_ms);
     w := dbal.workflow_for_update(v_tenant, p_workflow);
-    IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
-                    AND w.lock_expires_at > v_now, false) THEN
+    IF NOT coalesce(dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
+                    AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user(), false) THEN
         RETURN NULL;
     END IF;
     UPDATE dbal.workflows
@@ -190,7 +190,7 @@ BEGIN
            SET is_locked = false, locked_by = NULL, locked_at = NULL, lock_expires_at = NULL
           FROM (SELECT tenant_id, id, locked_by, lock_token, lock_expires_at
                   FROM dbal.workflows
-                 WHERE is_locked AND lock_expires_at <= clock_timestamp()
+                 WHERE dbal.lease_expired(is_locked, lock_expires_at, clock_timestamp())
                    AND (p_tenant IS NULL OR tenant_id = p_tenant)
                    FOR UPDATE) old
          WHERE w.tenant_id = old.tenant_id AND w.id = old.id

@@ -130,13 +130,14 @@ BEGIN
         RETURN;
     END IF;
     IF p_token IS NOT NULL THEN
-        IF NOT coalesce(w.is_locked AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user()
-                        AND w.lock_expires_at > v_now, false) THEN
+        IF NOT coalesce(dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
+                        AND w.lock_token = p_token AND w.locked_by = dbal.ctx_user(), false) THEN
             o_code := 4233; o_message := 'the lock token is not the current holder''s';
             o_details := jsonb_build_object('id', w.id, 'token', p_token);
             RETURN;
         END IF;
-    ELSIF w.is_locked AND w.lock_expires_at > v_now AND w.locked_by IS DISTINCT FROM dbal.ctx_user() THEN
+    ELSIF dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
+          AND w.locked_by IS DISTINCT FROM dbal.ctx_user() THEN
         o_code := 4231; o_message := 'workflow is locked by another user';
         o_details := jsonb_build_object('id', w.id, 'locked_by', w.locked_by,
                                         'locked_at', w.locked_at);

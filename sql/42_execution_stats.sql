@@ -40,10 +40,7 @@ DECLARE
     v_last_status text;
 BEGIN
     SELECT w.last_executed_at, w.last_execution_status INTO v_last_at, v_last_status
-      FROM dbal.workflows w WHERE w.tenant_id = v_tenant AND w.id = p_workflow;
-    IF NOT FOUND THEN
-        PERFORM dbal.raise_error(4041, 'workflow not found', jsonb_build_object('id', p_workflow));
-    END IF;
+      FROM dbal.visible_or_4041(v_tenant, p_workflow) w;
     IF v_to < v_from THEN
         v_to := v_from;
     END IF;

@@ -170,9 +170,10 @@ BEGIN
                     WHEN u.started > v_now + interval '5 minutes' THEN 4
                     WHEN w.id IS NULL THEN 5
                     WHEN u.tok IS NOT NULL THEN
-                        CASE WHEN coalesce(w.is_locked AND w.lock_token = u.tok AND w.locked_by = v_user
-                                           AND w.lock_expires_at > v_now, false) THEN NULL ELSE 6 END
-                    WHEN w.is_locked AND w.lock_expires_at > v_now
+                        CASE WHEN coalesce(dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
+                                           AND w.lock_token = u.tok AND w.locked_by = v_user, false)
+                             THEN NULL ELSE 6 END
+                    WHEN dbal.lease_live(w.is_locked, w.lock_expires_at, v_now)
                          AND w.locked_by IS DISTINCT FROM v_user THEN 7
                END AS reason
           FROM u

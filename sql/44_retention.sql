@@ -5,7 +5,7 @@
 --     stats_hourly  workflow_stats_hourly (by hour)
 --     stats_daily   workflow_stats_daily (by day)
 --     audit         audit_log (by at)
---   A new kind (e.g. archived_workflows) is a row here plus a branch in dbal.prune_batch.
+--   A new kind (e.g. archived_workflows) is a row here plus a row in dbal.prune_batch's list.
 -- * dbal.retention_overrides holds per-tenant values; a tenant without one uses the default.
 -- * A row is removed once its time is before now − keep (its tenant's keep for its kind).
 --   pg_partman drops whole daily partitions older than the longest keep of any tenant
@@ -141,8 +141,10 @@ $$;
 
 -- prune_batch(kind, now, limit): deletes at most `limit` rows of one kind whose time is before
 -- now − keep (each tenant's keep); returns how many. 'executions' deletes execution rows, then
--- (in the same call, up to `limit` more) execution keys. SECURITY INVOKER, executable by no role:
--- run by dbal.run_maintenance as a superuser, which row-level security does not restrict.
+-- (in the same call, up to `limit` more) execution keys. One statement shape for every table,
+-- from the list below (table, time column, the key columns after tenant_id). SECURITY INVOKER,
+-- executable by no role: run by dbal.run_maintenance as a superuser, which row-level security
+-- does not restrict.
 CREATE FUNCTION dbal.prune_batch(p_kind text, p_now timestamptz, p_limit integer)
     RETURNS integer
     LANGUAGE plpgsql
@@ -152,7 +154,8 @@ DECLARE
     v_default interval;
     v_cut timestamptz;  -- nothing newer than this can be due, whoever the tenant
     v_count integer := 0;
-    v_more integer := 0;
+    v_rows integer;
+    r record;
 BEGIN
     SELECT d.keep INTO v_default FROM dbal.retention_defaults d WHERE d.kind = p_kind;
     IF NOT FOUND THEN
@@ -160,58 +163,34 @@ BEGIN
     END IF;
     SELECT p_now - least(v_default, min(o.keep)) INTO v_cut
       FROM dbal.retention_overrides o WHERE o.kind = p_kind;
-    IF p_kind = 'executions' THEN
-        WITH victims AS (
-            SELECT e.tenant_id, e.execution_id, e.started_at
-              FROM dbal.workflow_executions e
-              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = e.tenant_id AND o.kind = p_kind
-             WHERE e.started_at < v_cut AND e.started_at < p_now - coalesce(o.keep, v_default)
-             LIMIT p_limit)
-        DELETE FROM dbal.workflow_executions e USING victims v
-         WHERE e.tenant_id = v.tenant_id AND e.execution_id = v.execution_id
-           AND e.started_at = v.started_at;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-        WITH victims AS (
-            SELECT k.tenant_id, k.execution_id
-              FROM dbal.execution_keys k
-              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = k.tenant_id AND o.kind = p_kind
-             WHERE k.started_at < v_cut AND k.started_at < p_now - coalesce(o.keep, v_default)
-             LIMIT p_limit)
-        DELETE FROM dbal.execution_keys k USING victims v
-         WHERE k.tenant_id = v.tenant_id AND k.execution_id = v.execution_id;
-        GET DIAGNOSTICS v_more = ROW_COUNT;
-    ELSIF p_kind = 'stats_hourly' THEN
-        WITH victims AS (
-            SELECT s.tenant_id, s.workflow_id, s.hour
-              FROM dbal.workflow_stats_hourly s
-              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = s.tenant_id AND o.kind = p_kind
-             WHERE s.hour < v_cut AND s.hour < p_now - coalesce(o.keep, v_default)
-             LIMIT p_limit)
-        DELETE FROM dbal.workflow_stats_hourly s USING victims v
-         WHERE s.tenant_id = v.tenant_id AND s.workflow_id = v.workflow_id AND s.hour = v.hour;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-    ELSIF p_kind = 'stats_daily' THEN
-        WITH victims AS (
-            SELECT s.tenant_id, s.workflow_id, s.day
-              FROM dbal.workflow_stats_daily s
-              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = s.tenant_id AND o.kind = p_kind
-             WHERE s.day < v_cut AND s.day < p_now - coalesce(o.keep, v_default)
-             LIMIT p_limit)
-        DELETE FROM dbal.workflow_stats_daily s USING victims v
-         WHERE s.tenant_id = v.tenant_id AND s.workflow_id = v.workflow_id AND s.day = v.day;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-    ELSIF p_kind = 'audit' THEN
-        WITH victims AS (
-            SELECT a.tenant_id, a.id, a.at
-              FROM dbal.audit_log a
-              LEFT JOIN dbal.retention_overrides o ON o.tenant_id = a.tenant_id AND o.kind = p_kind
-             WHERE a.at < v_cut AND a.at < p_now - coalesce(o.keep, v_default)
-             LIMIT p_limit)
-        DELETE FROM dbal.audit_log a USING victims v
-         WHERE a.tenant_id = v.tenant_id AND a.id = v.id AND a.at = v.at;
-        GET DIAGNOSTICS v_count = ROW_COUNT;
-    END IF;
-    RETURN v_count + v_more;
+    FOR r IN
+        SELECT s.tbl, s.col, s.keys
+          FROM (VALUES (1, 'executions', 'workflow_executions', 'started_at',
+                        ARRAY['execution_id', 'started_at']),
+                       (2, 'executions', 'execution_keys', 'started_at', ARRAY['execution_id']),
+                       (3, 'stats_hourly', 'workflow_stats_hourly', 'hour', ARRAY['workflow_id', 'hour']),
+                       (4, 'stats_daily', 'workflow_stats_daily', 'day', ARRAY['workflow_id', 'day']),
+                       (5, 'audit', 'audit_log', 'at', ARRAY['id', 'at'])) AS s(n, kind, tbl, col, keys)
+         WHERE s.kind = p_kind
+         ORDER BY s.n
+    LOOP
+        EXECUTE format(
+            'WITH victims AS (
+                 SELECT t.tenant_id, %3$s
+                   FROM dbal.%1$I t
+                   LEFT JOIN dbal.retention_overrides o ON o.tenant_id = t.tenant_id AND o.kind = $1
+                  WHERE t.%2$I < $2 AND t.%2$I < $3 - coalesce(o.keep, $4)
+                  LIMIT $5)
+             DELETE FROM dbal.%1$I t USING victims v
+              WHERE t.tenant_id = v.tenant_id AND %4$s',
+            r.tbl, r.col,
+            (SELECT string_agg(format('t.%I', k), ', ') FROM unnest(r.keys) k),
+            (SELECT string_agg(format('t.%1$I = v.%1$I', k), ' AND ') FROM unnest(r.keys) k))
+            USING p_kind, v_cut, p_now, v_default, p_limit;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+        v_count := v_count + v_rows;
+    END LOOP;
+    RETURN v_count;
 END
 $$;
 

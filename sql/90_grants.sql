@@ -2,8 +2,8 @@
 --
 -- @app_role@ (services, through pydbal): reads its tenant's rows (policies) and writes NOTHING
 -- directly: no INSERT, UPDATE, DELETE or TRUNCATE on any table, not even a column. Every write is
--- a call of a SECURITY DEFINER entry point that makes its own checks (sql/70_api.sql,
--- sql/72_archive.sql, sql/40_locks.sql, sql/41_record_execution.sql), so a compromised service
+-- a call of a SECURITY DEFINER entry point that makes its own checks (sql/71_api_writes.sql,
+-- sql/72_archive.sql, sql/75_validation_store.sql, sql/40_locks.sql, sql/41_record_execution.sql), so a compromised service
 -- login can act for a tenant (it is trusted to name it) but cannot forge what the database
 -- promises: ids, validation lifetimes, history, fencing tokens. Executes the context helpers and
 -- the entry-point functions; internal helpers (workflow_for_update, audit, rollup_add,
@@ -20,12 +20,16 @@ GRANT SELECT ON dbal.workflows, dbal.workflow_versions, dbal.audit_log, dbal.wor
 
 GRANT EXECUTE ON FUNCTION
     dbal.ctx_tenant(), dbal.ctx_user(), dbal.ctx_role(), dbal.ctx_is_admin(),
+    dbal.roles(), dbal.admin_roles(),
     dbal.enter(text, text, text),
     dbal.raise_error(integer, text, jsonb),
     dbal.current_validator_version(),
     dbal.ctx_archived(),
     dbal.validity_period(),
     dbal.effective_validation_status(text, timestamptz, integer),
+    dbal.lease_live(boolean, timestamptz, timestamptz),
+    dbal.lease_expired(boolean, timestamptz, timestamptz),
+    dbal.visible_or_4041(text, uuid, boolean),
     dbal.tags_text(text[]),
     dbal.content_changed(dbal.workflows, dbal.workflows),
     dbal.system_columns(),
@@ -41,7 +45,9 @@ GRANT EXECUTE ON FUNCTION
     dbal.execution_stats(uuid, timestamptz, timestamptz, text, text, text)
     TO @app_role@;
 
--- The API's entry points (sql/70_api.sql) and what they call as the invoker.
+-- The API's entry points (sql/01_context.sql's enter_app, sql/70_api_builders.sql,
+-- sql/71_api_writes.sql, sql/72_archive.sql, sql/74_api_reads.sql, sql/75_validation_store.sql)
+-- and what they call as the invoker.
 GRANT EXECUTE ON FUNCTION
     dbal.enter_app(text, text, text),
     dbal.filter_sql(jsonb),

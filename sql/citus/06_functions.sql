@@ -27,7 +27,7 @@ BEGIN
     IF p_tenant IS NULL THEN
         FOR v_tenant IN
             SELECT DISTINCT tenant_id FROM dbal.workflows
-             WHERE is_locked AND lock_expires_at <= clock_timestamp() ORDER BY 1
+             WHERE dbal.lease_expired(is_locked, lock_expires_at, clock_timestamp()) ORDER BY 1
         LOOP
             v_count := v_count + dbal.clear_expired_locks(v_tenant);
         END LOOP;
@@ -35,7 +35,7 @@ BEGIN
     END IF;
     FOR r IN
         SELECT id, locked_by, lock_token, lock_expires_at FROM dbal.workflows
-         WHERE tenant_id = p_tenant AND is_locked AND lock_expires_at <= clock_timestamp()
+         WHERE tenant_id = p_tenant AND dbal.lease_expired(is_locked, lock_expires_at, clock_timestamp())
          ORDER BY id
            FOR UPDATE
     LOOP
@@ -125,13 +125,13 @@ $$;
 -- changeable_sql(): the bulk writes' condition with the request's admin flag, user and the
 -- current time written in as literals. Citus refuses, in the WHERE clause of an UPDATE on a
 -- distributed table, volatile functions (clock_timestamp()) and non-immutable ones inside
--- COALESCE/CASE (dbal.ctx_is_admin() inlines to one); the rule is the one of sql/70_api.sql,
+-- COALESCE/CASE (dbal.ctx_is_admin() inlines to one); the rule is the one of sql/70_api_builders.sql,
 -- evaluated when the statement is built, just before it runs. STABLE instead of IMMUTABLE.
 CREATE OR REPLACE FUNCTION dbal.changeable_sql() RETURNS text
     LANGUAGE sql STABLE
     AS $$
         SELECT format('(%L::boolean OR w.created_by = %L)'
-                      ' AND NOT (w.is_locked AND w.lock_expires_at > %L::timestamptz'
+                      ' AND NOT (dbal.lease_live(w.is_locked, w.lock_expires_at, %L::timestamptz)'
                       ' AND w.locked_by <> %L)',
                       dbal.ctx_is_admin(), dbal.ctx_user(), clock_timestamp(), dbal.ctx_user())
     $$;

@@ -43,7 +43,7 @@ def test_workflow_columns_follow_the_model() -> None:
 
 
 def test_api_list_returns_the_model_fields_first() -> None:
-    sql = (Path(__file__).resolve().parents[2] / "sql" / "70_api.sql").read_text()
+    sql = (Path(__file__).resolve().parents[2] / "sql" / "74_api_reads.sql").read_text()
     start = sql.index("CREATE FUNCTION dbal.api_list(")
     table = sql[
         sql.index("RETURNS TABLE (", start) + len("RETURNS TABLE (") : sql.index(
