@@ -150,7 +150,3 @@ async def run_demo(dsn: str | None = None, out: Printer = print) -> int:
             return 1
     out("\ndone.")
     return 0
-
-
-def main(dsn: str | None = None) -> int:
-    return asyncio.run(run_demo(dsn))

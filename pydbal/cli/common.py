@@ -1,8 +1,15 @@
-"""Shared pieces of the operator and analyst subcommands (``pydbal.cli_*``).
+"""Shared pieces of the ``pydbal`` subcommands (the modules of :mod:`pydbal.cli`).
 
-Exit codes: 0 all went well, 1 some items failed or were invalid, 2 usage error or no database.
-A command raises :class:`CommandError` with its exit code; :func:`run` turns it (and the usual
-connection errors) into a message on stderr and the code.
+- exit codes and :func:`run`: a command body raises :class:`CommandError` with its exit code;
+  :func:`run` turns it, and the usual connection, schema and API errors, into one line on stderr
+  and the exit code (0 all went well, 1 some items failed or were invalid, or the operation
+  failed, 2 usage error, no database, or a refused DSN);
+- arguments every command group uses: ``--dsn``, ``--user``, ``--json``, durations;
+- the DSN and login: :func:`operator_dsn` (``--dsn``, ``$PYDBAL_DSN``, else the embedded
+  server), :func:`superuser_connection` (refuses a DSN that is not a superuser's, exit 2);
+- the workflow API for operators: :func:`open_db`, :func:`all_workflows`;
+- output: :func:`print_table`, :func:`cell`, :func:`json_value`;
+- :class:`Interrupts`, a command working through items that stops cleanly on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,17 +17,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import asyncpg
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from pydbal.database import Tenant
+    from pydbal.models import Workflow
+
+#: argparse's ``_SubParsersAction`` (the object ``add_subparsers`` returns) is private.
+SubParsers = Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,13 +51,20 @@ class CommandError(Exception):
         self.code = code
 
 
+# --- arguments -------------------------------------------------------------------------------
+
+
 def add_dsn_argument(parser: argparse.ArgumentParser, *, who: str = "an operator") -> None:
+    """``--dsn``: whose DSN the command expects (``who``), and the defaults it falls back on."""
     parser.add_argument(
-        "--dsn", help=f"PostgreSQL DSN of {who} (default: $PYDBAL_DSN, else the embedded server)"
+        "--dsn",
+        help=f"PostgreSQL DSN of {who} (default: $PYDBAL_DSN, else the embedded server under "
+        "$PYDBAL_HOME)",
     )
 
 
 def add_user_argument(parser: argparse.ArgumentParser) -> None:
+    """``--user``: the name the audit log records for what the command does."""
     parser.add_argument(
         "--user",
         default=None,
@@ -49,7 +72,15 @@ def add_user_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_json_argument(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--json``: print ``what`` (default: the output) as JSON instead of text."""
+    parser.add_argument(
+        "--json", action="store_true", help=f"print {what} as JSON" if what else "print JSON"
+    )
+
+
 def os_user() -> str:
+    """The operating-system login (``$USER`` or ``operator`` where there is no passwd entry)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers)
@@ -57,6 +88,7 @@ def os_user() -> str:
 
 
 def user_of(args: argparse.Namespace) -> str:
+    """``--user``, else the OS login: who the audit log names."""
     user = getattr(args, "user", None)
     return str(user) if user else os_user()
 
@@ -72,15 +104,27 @@ def operator_dsn(args: argparse.Namespace) -> str:
 
 
 def run(name: str, body: Callable[[], Awaitable[int]]) -> int:
-    """Run an async command body; errors become a message on stderr and an exit code."""
+    """Run an async command body; errors become one line on stderr and an exit code.
+
+    :class:`CommandError` → its code; no embedded server, an outdated schema, a database that
+    cannot be reached or refuses the login, input nested too deeply, an API validation error → 2;
+    a failed migration, any other API error or database error → 1."""
     from pydbal.database import SchemaOutdatedError
     from pydbal.errors import DBALError, ErrorCode
+    from pydbal.migrate import MigrationError
+    from pydbal.server import EmbeddedServerUnavailable
 
     try:
         return asyncio.run(_call(body))
     except CommandError as exc:
         print(f"pydbal {name}: {exc}", file=sys.stderr)
         return exc.code
+    except EmbeddedServerUnavailable as exc:
+        print(f"pydbal {name}: no database: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MigrationError as exc:
+        print(f"pydbal {name}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except SchemaOutdatedError as exc:
         print(f"pydbal {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -159,11 +203,6 @@ async def _call(body: Callable[[], Awaitable[int]]) -> int:
     return await body()
 
 
-async def connect_raw(dsn: str) -> Any:
-    """A plain asyncpg connection (operator queries outside the workflow API)."""
-    return await asyncpg.connect(dsn)
-
-
 _UNITS_MS = {"ms": 1, "s": 1_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -185,7 +224,78 @@ def duration(text: str, *, maximum: timedelta = timedelta(days=36_500)) -> timed
     return timedelta(milliseconds=round(ms))
 
 
+# --- connections -----------------------------------------------------------------------------
+
+
 async def require_superuser(conn: Any, what: str) -> None:
     """Refuse (exit 2) unless ``conn`` logged in as a superuser: ``what`` is an operator's job."""
     if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
         raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)
+
+
+@asynccontextmanager
+async def superuser_connection(dsn: str, what: str) -> AsyncIterator[Any]:
+    """A plain asyncpg connection to ``dsn``, refused (exit 2) unless it is a superuser's
+    (:func:`require_superuser`, ``what`` names the job); closed on the way out."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await require_superuser(conn, what)
+        yield conn
+    finally:
+        await conn.close()
+
+
+def open_db(dsn: str) -> Any:
+    """``pydbal.connect`` with a small pool, for one command (``async with open_db(dsn) as db``)."""
+    import pydbal
+
+    return pydbal.connect(dsn, min_size=1, max_size=2)
+
+
+async def all_workflows(tenant: Tenant, where: dict[str, Any] | None = None) -> list[Workflow]:
+    """Every workflow of ``tenant`` matching ``where`` (all pages of ``workflows.list``)."""
+    found: list[Workflow] = []
+    page = 1
+    while True:
+        result = await tenant.workflows.list(where, page=page, limit=100)
+        found.extend(result.items)
+        if not result.has_more:
+            return found
+        page += 1
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def json_value(value: Any) -> Any:
+    """``json.dumps``' ``default``: dates as ISO 8601, decimals as floats, anything else as text."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, UUID):
+        return str(value)
+    return str(value)
+
+
+def cell(value: Any) -> str:
+    """A value as text for a table or CSV cell: NULL empty, JSON as JSON, dates as ISO 8601."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=json_value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def print_table(columns: list[str], rows: Sequence[Sequence[Any]], out: Any = None) -> None:
+    """Rows as an aligned text table with a header line (cells cut at 60 characters)."""
+    out = out if out is not None else sys.stdout
+    cells = [[cell(v).replace("\n", " ") for v in r] for r in rows]
+    cells = [[c if len(c) <= 60 else c[:59] + "…" for c in r] for r in cells]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(columns)]
+    out.write(" | ".join(h.ljust(w) for h, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    out.write("-+-".join("-" * w for w in widths) + "\n")
+    for r in cells:
+        out.write(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
