@@ -18,9 +18,7 @@ from pydbal.cli.common import (
     EXIT_USAGE,
     CommandError,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
-    add_user_argument,
+    add_options,
     duration,
     operator_dsn,
     print_table,
@@ -182,7 +180,7 @@ def add_analysts_parser(subparsers: SubParsers) -> None:
         "in this database. Refuses superusers, BYPASSRLS logins and members of the owner or "
         "app role.",
     )
-    grant.add_argument("login", help="an existing LOGIN role (the analyst's own)")
+    grant.add_argument("login", metavar="LOGIN", help="an existing LOGIN role (the analyst's own)")
     grant.add_argument("tenants", nargs="+", metavar="TENANT", help="tenant ids to grant")
     defaults = SessionLimits()
     for flag, default, text in (
@@ -201,9 +199,7 @@ def add_analysts_parser(subparsers: SubParsers) -> None:
             metavar="DURATION",
             help=f"the login's {text}; 0 = none; at most 24h), e.g. 30s, 5min, 1h",
         )
-    add_dsn_argument(grant, who="a superuser")
-    add_user_argument(grant)
-    grant.set_defaults(func=cmd_analysts)
+    add_options(grant, cmd_analysts, dsn="a superuser", user=True)
 
     revoke = sub.add_parser(
         "revoke",
@@ -211,16 +207,13 @@ def add_analysts_parser(subparsers: SubParsers) -> None:
         description="Removes the login's grants for the tenants given. Exit 1 when some of "
         "them did not exist.",
     )
-    revoke.add_argument("login", help="the analyst's login")
+    revoke.add_argument("login", metavar="LOGIN", help="the analyst's login")
     revoke.add_argument("tenants", nargs="+", metavar="TENANT", help="tenant ids to revoke")
-    add_dsn_argument(revoke, who="a superuser")
-    revoke.set_defaults(func=cmd_analysts)
+    add_options(revoke, cmd_analysts, dsn="a superuser")
 
     lst = sub.add_parser("list", help="list analyst grants (login, tenant, when, by whom)")
     lst.add_argument("--login", help="only this login's grants")
-    add_json_argument(lst)
-    add_dsn_argument(lst, who="a superuser")
-    lst.set_defaults(func=cmd_analysts)
+    add_options(lst, cmd_analysts, json="", dsn="a superuser")
 
 
 def _duration_ms(text: str) -> int:

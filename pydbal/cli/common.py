@@ -4,7 +4,8 @@
   :func:`run` turns it, and the usual connection, schema and API errors, into one line on stderr
   and the exit code (0 all went well, 1 some items failed or were invalid, or the operation
   failed, 2 usage error, no database, or a refused DSN);
-- arguments every command group uses: ``--dsn``, ``--user``, ``--json``, durations;
+- the options commands share (:func:`add_options`: ``--json``, ``--dsn``, ``--user``) and
+  durations (:func:`duration`);
 - the DSN and login: :func:`operator_dsn` (``--dsn``, ``$PYDBAL_DSN``, else the embedded
   server), :func:`superuser_connection` (refuses a DSN that is not a superuser's, exit 2);
 - the workflow API for operators: :func:`open_db`, :func:`all_workflows`;
@@ -54,29 +55,37 @@ class CommandError(Exception):
 # --- arguments -------------------------------------------------------------------------------
 
 
-def add_dsn_argument(parser: argparse.ArgumentParser, *, who: str = "an operator") -> None:
-    """``--dsn``: whose DSN the command expects (``who``), and the defaults it falls back on."""
-    parser.add_argument(
-        "--dsn",
-        help=f"PostgreSQL DSN of {who} (default: $PYDBAL_DSN, else the embedded server under "
-        "$PYDBAL_HOME)",
-    )
+def add_options(
+    parser: argparse.ArgumentParser,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    json: str | None = None,
+    dsn: str | None = "an operator",
+    user: bool = False,
+) -> None:
+    """The options commands share, after their own, and ``func`` as the command to run.
 
-
-def add_user_argument(parser: argparse.ArgumentParser) -> None:
-    """``--user``: the name the audit log records for what the command does."""
-    parser.add_argument(
-        "--user",
-        default=None,
-        help="user named in the audit log, acting with role supergod (default: the OS user)",
-    )
-
-
-def add_json_argument(parser: argparse.ArgumentParser, what: str = "") -> None:
-    """``--json``: print ``what`` (default: the output) as JSON instead of text."""
-    parser.add_argument(
-        "--json", action="store_true", help=f"print {what} as JSON" if what else "print JSON"
-    )
+    ``--json`` unless ``json`` is None (its help: print ``json`` as JSON, or just "print JSON"
+    for ""); ``--dsn`` of ``dsn`` (whose DSN the command expects) unless None, falling back on
+    ``$PYDBAL_DSN`` and the embedded server (:func:`operator_dsn`); ``--user`` when ``user``:
+    the name the audit log records, acting with role supergod."""
+    if json is not None:
+        parser.add_argument(
+            "--json", action="store_true", help=f"print {json} as JSON" if json else "print JSON"
+        )
+    if dsn is not None:
+        parser.add_argument(
+            "--dsn",
+            help=f"PostgreSQL DSN of {dsn} (default: $PYDBAL_DSN, else the embedded server under "
+            "$PYDBAL_HOME)",
+        )
+    if user:
+        parser.add_argument(
+            "--user",
+            default=None,
+            help="user named in the audit log, acting with role supergod (default: the OS user)",
+        )
+    parser.set_defaults(func=func)
 
 
 def os_user() -> str:

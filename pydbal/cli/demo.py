@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pydbal.cli.common import EXIT_FAILED, CommandError, SubParsers, add_dsn_argument, run
+from pydbal.cli.common import EXIT_FAILED, CommandError, SubParsers, add_options, run
 
 
 def add_demo_parser(subparsers: SubParsers) -> None:
@@ -18,8 +18,7 @@ def add_demo_parser(subparsers: SubParsers) -> None:
         "on every run. Without --dsn and $PYDBAL_DSN it starts and migrates the embedded server "
         "under $PYDBAL_HOME. Exit 0 done, 1 a step failed, 2 no database.",
     )
-    add_dsn_argument(parser, who="a database to migrate and use")
-    parser.set_defaults(func=cmd_demo)
+    add_options(parser, cmd_demo, dsn="a database to migrate and use")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

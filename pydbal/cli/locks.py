@@ -10,9 +10,7 @@ from pydbal import queries as q
 from pydbal.cli.common import (
     EXIT_OK,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
-    add_user_argument,
+    add_options,
     all_workflows,
     open_db,
     operator_dsn,
@@ -40,19 +38,14 @@ def add_locks_parser(subparsers: SubParsers) -> None:
         "as unlocked. Reads as --user with role supergod.",
     )
     lst.add_argument("--tenant", required=True, help="the tenant id")
-    add_json_argument(lst)
-    add_dsn_argument(lst)
-    add_user_argument(lst)
-    lst.set_defaults(func=cmd_locks)
+    add_options(lst, cmd_locks, json="", user=True)
     sweep = sub.add_parser(
         "sweep",
         help="release every expired lock in all tenants (audited; needs a superuser)",
         description="Runs dbal.sweep_expired_locks(): every expired lock in all tenants is "
         "released, each with an audit row naming --user. Needs a superuser DSN.",
     )
-    add_dsn_argument(sweep, who="a superuser")
-    add_user_argument(sweep)
-    sweep.set_defaults(func=cmd_locks)
+    add_options(sweep, cmd_locks, dsn="a superuser", user=True)
 
 
 async def sweep_locks(dsn: str, user: str) -> int:

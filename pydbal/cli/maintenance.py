@@ -14,9 +14,7 @@ from pydbal.cli.common import (
     EXIT_USAGE,
     CommandError,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
-    add_user_argument,
+    add_options,
     operator_dsn,
     run,
     superuser_connection,
@@ -44,8 +42,7 @@ def add_maintenance_parser(subparsers: SubParsers) -> None:
         ("unschedule", "remove its pg_cron job"),
     ):
         p = sub.add_parser(name, help=text)
-        add_dsn_argument(p, who="a superuser")
-        p.set_defaults(func=cmd_maintenance)
+        add_options(p, cmd_maintenance, dsn="a superuser")
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
@@ -105,9 +102,7 @@ def add_retention_parser(subparsers: SubParsers) -> None:
     sub = parser.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
     show = sub.add_parser("show", help="the defaults, or a tenant's effective retention")
     show.add_argument("--tenant", help="show this tenant's effective retention")
-    add_json_argument(show)
-    add_dsn_argument(show, who="a superuser")
-    show.set_defaults(func=cmd_retention)
+    add_options(show, cmd_retention, json="", dsn="a superuser")
     set_ = sub.add_parser(
         "set", help="set defaults, or a tenant's overrides ('default' removes one)"
     )
@@ -120,9 +115,7 @@ def add_retention_parser(subparsers: SubParsers) -> None:
             help=f"how long to keep {kind.replace('_', ' ')}, e.g. 30d, 12h, 2y "
             "('default': the tenant follows the default again)",
         )
-    add_dsn_argument(set_, who="a superuser")
-    add_user_argument(set_)
-    set_.set_defaults(func=cmd_retention)
+    add_options(set_, cmd_retention, dsn="a superuser", user=True)
 
 
 def cmd_retention(args: argparse.Namespace) -> int:

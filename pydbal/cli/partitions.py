@@ -12,8 +12,7 @@ import asyncpg
 from pydbal.cli.common import (
     EXIT_OK,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
+    add_options,
     operator_dsn,
     print_table,
     require_superuser,
@@ -42,9 +41,7 @@ def add_partitions_parser(subparsers: SubParsers) -> None:
     )
     sub = parser.add_subparsers(dest="partitions_command", required=True, metavar="ACTION")
     lst = sub.add_parser("list", help="partitions with their bounds and row estimates")
-    add_json_argument(lst)
-    add_dsn_argument(lst)
-    lst.set_defaults(func=cmd_partitions)
+    add_options(lst, cmd_partitions, json="")
     maintain = sub.add_parser(
         "maintain",
         help="CALL partman.run_maintenance_proc() where pg_partman is installed (superuser)",
@@ -52,8 +49,7 @@ def add_partitions_parser(subparsers: SubParsers) -> None:
         "and prints the partition count before and after. Without pg_partman it says so and "
         "exits 0. Needs a superuser DSN.",
     )
-    add_dsn_argument(maintain, who="a superuser")
-    maintain.set_defaults(func=cmd_partitions)
+    add_options(maintain, cmd_partitions, dsn="a superuser")
 
 
 async def list_partitions(conn: Any) -> list[dict[str, Any]]:

@@ -17,8 +17,7 @@ from pydbal import queries as q
 from pydbal.cli.common import (
     EXIT_OK,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
+    add_options,
     duration,
     operator_dsn,
     run,
@@ -57,9 +56,7 @@ def add_purge_parser(subparsers: SubParsers) -> None:
         "number is seconds)",
     )
     parser.add_argument("--tenant", help="only this tenant's archived workflows")
-    add_json_argument(parser, "the purged workflows")
-    add_dsn_argument(parser, who="a superuser")
-    parser.set_defaults(func=cmd_purge)
+    add_options(parser, cmd_purge, json="the purged workflows", dsn="a superuser")
 
 
 def cmd_purge(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from pydbal.cli.common import EXIT_OK, SubParsers, add_dsn_argument, operator_dsn, run
+from pydbal.cli.common import EXIT_OK, SubParsers, add_options, operator_dsn, run
 
 
 def _add_role_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,6 @@ def add_migrate_parser(subparsers: SubParsers) -> None:
         "upgraded (not a superuser, a migration edited after it was applied, another runner's "
         "lock held past --lock-timeout, ...), 2 usage error or no database.",
     )
-    add_dsn_argument(parser, who="a superuser")
     parser.add_argument(
         "--mode",
         choices=["auto", "migrations"],
@@ -50,7 +49,7 @@ def add_migrate_parser(subparsers: SubParsers) -> None:
         action="store_true",
         help="do not register the maintenance job with pg_cron (done by default where installed)",
     )
-    parser.set_defaults(func=cmd_migrate)
+    add_options(parser, cmd_migrate, dsn="a superuser")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -97,7 +96,7 @@ def add_distribute_parser(subparsers: SubParsers) -> None:
     )
     parser.add_argument("--dsn", required=True, help="superuser DSN of the Citus coordinator")
     _add_role_arguments(parser)
-    parser.set_defaults(func=cmd_distribute)
+    add_options(parser, cmd_distribute, dsn=None)
 
 
 def cmd_distribute(args: argparse.Namespace) -> int:

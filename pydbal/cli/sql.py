@@ -21,6 +21,7 @@ from pydbal.cli.common import (
     EXIT_USAGE,
     CommandError,
     SubParsers,
+    add_options,
     cell,
     json_value,
     print_table,
@@ -38,10 +39,13 @@ def add_sql_parser(subparsers: SubParsers) -> None:
         description=(
             "Parses the query with sqlglot and refuses anything but a single read-only query, "
             "then runs it in a READ ONLY transaction with a statement timeout. Refuses DSNs of "
-            "superusers, the owner, BYPASSRLS roles and members of the application role."
+            "superusers, the owner, BYPASSRLS roles and members of the application role. Exit 0 "
+            "done, 1 the query was refused (not one read-only query), failed or ran past "
+            "--timeout, 2 usage error, no DSN, a refused login, a query too long or nested too "
+            "deeply to check, or the database cannot be reached."
         ),
     )
-    parser.add_argument("query", nargs="?", help="the SELECT to run")
+    parser.add_argument("query", nargs="?", metavar="QUERY", help="the SELECT to run")
     parser.add_argument("--file", "-f", help="read the query from this file ('-' for stdin)")
     parser.add_argument("--dsn", help="your analyst DSN (default: $PYDBAL_DSN)")
     parser.add_argument(
@@ -54,9 +58,13 @@ def add_sql_parser(subparsers: SubParsers) -> None:
         help="dialect the query is written in (sqlglot name: mysql, tsql, bigquery, ...)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="statement timeout in seconds (default 30)"
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="statement timeout in seconds (default 30, at most 86400)",
     )
-    parser.set_defaults(func=cmd_sql)
+    add_options(parser, cmd_sql, dsn=None)
 
 
 def _query_text(args: argparse.Namespace) -> str:

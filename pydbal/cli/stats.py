@@ -13,9 +13,7 @@ from pydbal.cli.common import (
     EXIT_USAGE,
     CommandError,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
-    add_user_argument,
+    add_options,
     open_db,
     operator_dsn,
     run,
@@ -73,10 +71,7 @@ def add_stats_parser(subparsers: SubParsers) -> None:
     parser.add_argument("--tenant", required=True, help="the tenant id")
     parser.add_argument("workflow", metavar="WORKFLOW", help="workflow id or name")
     parser.add_argument("--since", default="7d", help="window: 30m, 24h, 7d, 2w (default 7d)")
-    add_json_argument(parser)
-    add_dsn_argument(parser)
-    add_user_argument(parser)
-    parser.set_defaults(func=cmd_stats)
+    add_options(parser, cmd_stats, json="", user=True)
 
 
 def _fmt_ms(value: float | None) -> str:

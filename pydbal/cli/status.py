@@ -23,8 +23,7 @@ from pydbal.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
+    add_options,
     operator_dsn,
     run,
 )
@@ -43,10 +42,8 @@ def add_status_parser(subparsers: SubParsers) -> None:
         "failed check, a schema that is not current, Redis not answering), 2 unreachable, no "
         "database, or a migration edited after it was applied.",
     )
-    add_dsn_argument(parser)
-    add_json_argument(parser, "the status (also for an unreachable database)")
     parser.add_argument("--redis", help="Redis URL to check (default: $PYDBAL_REDIS_URL)")
-    parser.set_defaults(func=cmd_status)
+    add_options(parser, cmd_status, json="the status (also for an unreachable database)")
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,7 @@ from pydbal.cli.common import (
     CommandError,
     Interrupts,
     SubParsers,
-    add_dsn_argument,
-    add_json_argument,
-    add_user_argument,
+    add_options,
     all_workflows,
     open_db,
     operator_dsn,
@@ -93,9 +91,7 @@ def add_export_parser(subparsers: SubParsers) -> None:
     which.add_argument("--id", nargs="+", dest="ids", metavar="ID", help="workflow ids")
     which.add_argument("--all", action="store_true", help="every workflow of the tenant")
     parser.add_argument("--out", required=True, help="a folder, or a file ending in .json")
-    add_dsn_argument(parser)
-    add_user_argument(parser)
-    parser.set_defaults(func=cmd_export)
+    add_options(parser, cmd_export, user=True)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -197,7 +193,6 @@ def add_import_parser(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="parse and validate only; store nothing"
     )
-    add_json_argument(parser, "the summary")
     bar = parser.add_mutually_exclusive_group()
     bar.add_argument(
         "--progress",
@@ -207,9 +202,7 @@ def add_import_parser(subparsers: SubParsers) -> None:
         help="show a progress bar on stderr (default: on a terminal, from 10 files on)",
     )
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    add_dsn_argument(parser)
-    add_user_argument(parser)
-    parser.set_defaults(func=cmd_import)
+    add_options(parser, cmd_import, json="the summary", user=True)
 
 
 def _dry_run_file(path: Path, summary: ImportSummary) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pydbal.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SubParsers
+from pydbal.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, SubParsers, add_options
 from pydbal.errors import DBALError
 
 
@@ -46,7 +46,7 @@ def add_validate_parser(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--quiet", "-q", action="store_true", help="only list workflows with errors"
     )
-    parser.set_defaults(func=cmd_validate)
+    add_options(parser, cmd_validate, dsn=None)
 
 
 def validate_file(path: Path) -> list[dict[str, Any]]:
