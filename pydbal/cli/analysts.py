@@ -26,7 +26,7 @@ from pydbal.cli.common import (
     superuser_connection,
     user_of,
 )
-from pydbal.migrate import Roles, close_public_temp, resolve_roles
+from pydbal.schema import Roles, close_public_temp, resolve_roles
 
 # --- the operations (also used by tests) -----------------------------------------------------
 

@@ -120,7 +120,7 @@ def run(name: str, body: Callable[[], Awaitable[int]]) -> int:
     a failed migration, any other API error or database error → 1."""
     from pydbal.database import SchemaOutdatedError
     from pydbal.errors import DBALError, ErrorCode
-    from pydbal.migrate import MigrationError
+    from pydbal.schema import MigrationError
     from pydbal.server import EmbeddedServerUnavailable
 
     try:
@@ -176,6 +176,7 @@ class Interrupts:
         return 128 + int(self.signal) if self.signal is not None else EXIT_OK
 
     def _on(self, sig: signal.Signals) -> None:
+        """The handler: the first signal is remembered, a second cancels the command's task."""
         if self.signal is None:
             self.signal = sig
             print(
@@ -209,6 +210,7 @@ class Interrupts:
 
 
 async def _call(body: Callable[[], Awaitable[int]]) -> int:
+    """``await body()``: asyncio.run needs a coroutine, ``body`` is any awaitable factory."""
     return await body()
 
 

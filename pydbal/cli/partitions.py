@@ -18,6 +18,7 @@ from pydbal.cli.common import (
     require_superuser,
     run,
 )
+from pydbal.schema import has_extension
 
 _PARTITIONS = """
 SELECT p.oid::regclass::text AS parent, c.oid::regclass::text AS partition,
@@ -83,10 +84,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
                         ],
                     )
                 return EXIT_OK
-            installed = await conn.fetchval(
-                "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_partman')"
-            )
-            if not installed:
+            if not await has_extension(conn, "pg_partman"):
                 print(
                     "pg_partman is not installed in this database: nothing to maintain "
                     "(executions and audit rows live in their default partitions)"

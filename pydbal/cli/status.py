@@ -27,7 +27,7 @@ from pydbal.cli.common import (
     operator_dsn,
     run,
 )
-from pydbal.migrate import Roles, resolve_roles
+from pydbal.schema import Roles, resolve_roles
 
 
 def add_status_parser(subparsers: SubParsers) -> None:
