@@ -53,12 +53,13 @@ DESCRIPTION = (
 )
 
 EPILOG = (
-    "Exit codes: 0 all went well, 1 some items failed or were invalid (or the operation "
-    "failed), 2 usage error, no database, or a DSN refused for the command (not a superuser's "
-    "where one is needed); import ends with 128 + the signal when SIGINT/SIGTERM stop it. "
-    "Database commands take --dsn (default $PYDBAL_DSN, else an embedded server under "
-    "$PYDBAL_HOME); operator commands act as --user (default: the OS user) with role supergod, "
-    "so the audit log names who did it. `pydbal COMMAND --help` says what a command needs."
+    "Exit codes: 0 all went well; 1 some items failed or were invalid, or the operation failed "
+    "or was refused (a refused migration or query); 2 usage error, no database, or a DSN that "
+    "is not a superuser's where a command needs one (migrate and distribute: 1); 128 + the "
+    "signal when SIGINT/SIGTERM stop an import. Database commands take --dsn (default "
+    "$PYDBAL_DSN, else an embedded server under $PYDBAL_HOME); operator commands act as --user "
+    "(default: the OS user) with role supergod, so the audit log names who did it. "
+    "`pydbal COMMAND --help` says what a command needs."
 )
 
 
