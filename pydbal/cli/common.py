@@ -2,8 +2,9 @@
 
 - exit codes and :func:`run`: a command body raises :class:`CommandError` with its exit code;
   :func:`run` turns it, and the usual connection, schema and API errors, into one line on stderr
-  and the exit code (0 all went well, 1 some items failed or were invalid, or the operation
-  failed, 2 usage error, no database, or a refused DSN);
+  and the exit code (0 all went well; 1 some items failed or were invalid, or the operation
+  failed; 2 usage error, no database or an outdated schema, or a DSN :func:`require_superuser`
+  refuses);
 - the options commands share (:func:`add_options`: ``--json``, ``--dsn``, ``--user``) and
   durations (:func:`duration`);
 - the DSN and login: :func:`operator_dsn` (``--dsn``, ``$PYDBAL_DSN``, else the embedded

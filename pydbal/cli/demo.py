@@ -16,9 +16,10 @@ def add_demo_parser(subparsers: SubParsers) -> None:
         "lock and record executions, statistics, export and import, tenant isolation. Its "
         "workflows carry the tag pydbal-demo and are replaced "
         "on every run. Without --dsn and $PYDBAL_DSN it starts and migrates the embedded server "
-        "under $PYDBAL_HOME. Exit 0 done, 1 a step failed, 2 no database.",
+        "under $PYDBAL_HOME. Exit 0 done, 1 a step failed or the schema is outdated, 2 no "
+        "database.",
     )
-    add_options(parser, cmd_demo, dsn="a database to migrate and use")
+    add_options(parser, cmd_demo, dsn="a migrated database")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -42,7 +42,9 @@ def add_status_parser(subparsers: SubParsers) -> None:
         "failed check, a schema that is not current, Redis not answering), 2 unreachable, no "
         "database, or a migration edited after it was applied.",
     )
-    parser.add_argument("--redis", help="Redis URL to check (default: $PYDBAL_REDIS_URL)")
+    parser.add_argument(
+        "--redis", metavar="URL", help="Redis URL to check (default: $PYDBAL_REDIS_URL)"
+    )
     add_options(parser, cmd_status, json="the status (also for an unreachable database)")
 
 

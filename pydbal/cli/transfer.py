@@ -183,9 +183,10 @@ def add_import_parser(subparsers: SubParsers) -> None:
             "Imports every workflow found; a file that cannot be imported is refused and the "
             "rest go on. Invalid workflows are stored with their validation errors. Each file is "
             "stored whole or not at all; SIGINT/SIGTERM stop the import after the current file "
-            "(a second signal rolls it back). Writes as --user with role supergod. Exit 0 all "
-            "stored valid, 1 some file was refused or some workflow is invalid, 2 usage error, "
-            "no files or no database, 128 + the signal when a signal stopped it."
+            "(a second signal rolls it back). Writes as --user with role supergod. Exit 0 no "
+            "file refused and every workflow valid, 1 some file was refused or some workflow is "
+            "invalid, 2 usage error, no files or no database, 128 + the signal when a signal "
+            "stopped it."
         ),
     )
     parser.add_argument("--tenant", required=True, help="the tenant id")
