@@ -36,14 +36,17 @@ class Cursor:
 
 
 def _b64(data: bytes) -> str:
+    """``data`` as unpadded base64url text."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _unb64(text: str) -> bytes:
+    """The bytes of unpadded base64url ``text`` (binascii.Error when it is not)."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def _mac(tenant: str, body: bytes) -> str:
+    """The keyed digest binding ``body`` to ``tenant`` (not a secret: see the module doc)."""
     h = hashlib.blake2b(body, digest_size=9, key=_MAC_KEY, person=b"pydbal-cur")
     h.update(tenant.encode())
     return _b64(h.digest())
@@ -65,11 +68,13 @@ def key_text(value: Any) -> str | None:
 
 
 def encode(tenant: str, field: str, direction: str, digest: str, key: Any, id: UUID) -> str:
+    """The cursor of the position after the row (``key``, ``id``) for this sort and filter."""
     body = orjson.dumps([_VERSION, field, direction, digest, key_text(key), str(id)])
     return f"{_b64(body)}.{_mac(tenant, body)}"
 
 
 def _refuse(message: str) -> DBALError:
+    """VALIDATION_ERROR for a bad ``after`` cursor."""
     return DBALError(ErrorCode.VALIDATION_ERROR, message, {"field": "after", "limit": "cursor"})
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from pydbal import queries as q
 from pydbal.server import dsn_with
 
 log = logging.getLogger("pydbal.maintenance")
@@ -106,7 +107,7 @@ async def _cron(dsn: str) -> AsyncIterator[tuple[Any, str] | None]:
     conn = await asyncpg.connect(dsn)
     try:
         cron_db = await _cron_database(conn)
-        database = str(await conn.fetchval("SELECT current_database()"))
+        database = str(await conn.fetchval(q.CURRENT_DATABASE))
     finally:
         await conn.close()
     if cron_db is None:
@@ -114,9 +115,7 @@ async def _cron(dsn: str) -> AsyncIterator[tuple[Any, str] | None]:
         return
     cron = await asyncpg.connect(dsn_with(dsn, database=cron_db))
     try:
-        present = await cron.fetchval(
-            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')"
-        )
+        present = await cron.fetchval(q.EXTENSION_INSTALLED, "pg_cron")
         yield (cron, database) if present else None
     finally:
         await cron.close()

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import asyncpg
 
+from pydbal import queries as q
 from pydbal.schema import (
     MigrationError,
     Roles,
@@ -106,7 +107,7 @@ async def _require_superuser(conn: Any) -> None:
 
 async def ledger_exists(conn: Any) -> bool:
     """Whether the connected database has the ledger table ``dbal.schema_migrations``."""
-    return bool(await conn.fetchval("SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"))
+    return bool(await conn.fetchval(q.LEDGER_EXISTS))
 
 
 async def _applied(conn: Any) -> list[tuple[str, str]]:
@@ -225,7 +226,7 @@ async def migrate(
                 # connections, so no role switching on workers), distributed below
                 await conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
             if not applied:
-                if await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):
+                if await conn.fetchval(q.SCHEMA_EXISTS):
                     raise MigrationError(
                         "the database holds pydbal's schema but its ledger "
                         "(dbal.schema_migrations) is empty: it was emptied or the schema was "

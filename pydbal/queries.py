@@ -1,7 +1,17 @@
-"""Every SQL statement the Python layer sends, in one place.
+"""SQL statements as module constants. This module holds:
 
-Each calls one entry-point function of ``sql/`` with explicit casts, so a request is one
-statement (one round trip) that carries its own tenant context.
+- every statement of the request path: the workflow operations (``pydbal.workflows``), the
+  batched recorder (``pydbal.recorder``), ``Database``'s retention calls and schema-version check
+  (also ``pydbal.health``). Each calls one entry-point function of ``sql/`` with explicit casts,
+  so a request is one statement (one round trip) that carries its own tenant context;
+- the entry points of two operator commands: ``pydbal purge`` (``PURGE_ARCHIVED``) and
+  ``pydbal locks sweep`` (``SWEEP_EXPIRED_LOCKS``);
+- the catalog probes more than one module sends (the last section).
+
+Not here: statements only one operator module sends (schema installation in ``migrate`` and
+``distribute``, pg_cron and retention administration in ``maintenance``, the self-check and
+partition reports of the CLI, analyst grants, the cache's server identity, ``sqlgate``'s
+statement timeout); each stays next to the code that uses it.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ def workflow_columns(prefix: str) -> str:
     """The columns of a Workflow read from a ``dbal.workflows`` value named by ``prefix``.
     Validation and lock state are read as callers must see them (expired = stale/unlocked)."""
     p = prefix
+    live = f"{p}lock_expires_at > clock_timestamp()"  # the lease still runs: the lock counts
     return (
         f"{p}id, {p}tenant_id, {p}name, {p}description, {p}nodes, {p}edges, {p}enabled, "
         f"{p}version, {p}execution_count, {p}last_executed_at, {p}last_execution_status, "
@@ -19,11 +30,11 @@ def workflow_columns(prefix: str) -> str:
         f"dbal.effective_validation_status({p}validation_status, {p}valid_until, "
         f"{p}validator_version) AS validation_status, "
         f"{p}validation_errors, {p}validated_at, {p}valid_until, {p}validator_version, "
-        f"({p}is_locked AND {p}lock_expires_at > clock_timestamp()) AS is_locked, "
-        f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}locked_by END AS locked_by, "
-        f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}locked_at END AS locked_at, "
-        f"CASE WHEN {p}lock_expires_at > clock_timestamp() THEN {p}lock_expires_at END "
-        f"AS lock_expires_at, {p}archived_at"
+        f"({p}is_locked AND {live}) AS is_locked, "
+        f"CASE WHEN {live} THEN {p}locked_by END AS locked_by, "
+        f"CASE WHEN {live} THEN {p}locked_at END AS locked_at, "
+        f"CASE WHEN {live} THEN {p}lock_expires_at END AS lock_expires_at, "
+        f"{p}archived_at"
     )
 
 
@@ -163,4 +174,18 @@ EXECUTION_STATS = (
 
 SCHEMA_VERSION = "SELECT max(name) FROM dbal.schema_migrations"
 
+# -- catalog probes sent by more than one module ------------------------------------------------
+
+#: The migration ledger exists (pydbal's schema was installed by ``migrate``).
 LEDGER_EXISTS = "SELECT to_regclass('dbal.schema_migrations') IS NOT NULL"
+
+#: The workflows table exists (pydbal's schema is here, with or without its ledger).
+SCHEMA_EXISTS = "SELECT to_regclass('dbal.workflows') IS NOT NULL"
+
+#: The extension named by $1 is created in the connected database (citus, pg_partman, pg_cron).
+EXTENSION_INSTALLED = "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = $1)"
+
+#: The connection's login is a superuser (an operator's DSN).
+IS_SUPERUSER = "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+
+CURRENT_DATABASE = "SELECT current_database()"

@@ -26,6 +26,8 @@ from typing import Any
 
 import asyncpg
 
+from pydbal import queries as q
+
 __all__ = [
     "MigrationError",
     "Roles",
@@ -178,7 +180,7 @@ async def close_public_temp(conn: Any, roles: Roles) -> None:
     the owner and application roles keep them. Database privileges are not copied by
     ``CREATE DATABASE … TEMPLATE``, so every ``migrate`` run and every analyst grant applies
     this, not only the migration that introduced it (sql/97_catalog_hardening.sql)."""
-    db = await conn.fetchval("SELECT current_database()")
+    db = await conn.fetchval(q.CURRENT_DATABASE)
     ident = '"' + str(db).replace('"', '""') + '"'
     await conn.execute(f"REVOKE TEMPORARY ON DATABASE {ident} FROM PUBLIC")
     await conn.execute(f'GRANT TEMPORARY ON DATABASE {ident} TO "{roles.owner}", "{roles.app}"')
@@ -186,6 +188,4 @@ async def close_public_temp(conn: Any, roles: Roles) -> None:
 
 async def has_extension(conn: Any, name: str) -> bool:
     """Whether the connected database has the extension ``name`` installed."""
-    return bool(
-        await conn.fetchval("SELECT EXISTS (SELECT FROM pg_extension WHERE extname = $1)", name)
-    )
+    return bool(await conn.fetchval(q.EXTENSION_INSTALLED, name))

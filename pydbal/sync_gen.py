@@ -1,7 +1,8 @@
 """Generates ``pydbal/sync_workflows.py``, the synchronous twin of ``Workflows``.
 
 ``python -m pydbal.sync_gen`` rewrites the file from the public methods of
-:class:`pydbal.workflows.Workflows`: each coroutine method becomes a blocking method with the same
+:class:`pydbal.workflows.Workflows` (its own and those of the classes it joins, in the order of
+its bases from the most basic on): each coroutine method becomes a blocking method with the same
 parameters, defaults and annotations, and each async context manager a context manager.
 ``tests/unit/test_sync_generated.py`` fails when the file is out of date, so a
 method added to ``Workflows`` cannot be forgotten in the facade. Writing the methods out (rather
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 
 def _names(annotation: str) -> set[str]:
+    """The names an annotation's text refers to."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(annotation, mode="eval")):
         if isinstance(node, ast.Name):
@@ -42,7 +44,9 @@ def _names(annotation: str) -> set[str]:
 
 
 def _origin(name: str, namespace: dict[str, Any]) -> str:
-    """The import line that brings ``name`` (as seen by pydbal.workflows) into the new module."""
+    """The import line that brings ``name`` (as seen by the module ``namespace`` of the method
+    that names it) into the new module. A name ``pydbal.workflows`` exports (``Run``) is imported
+    from there, not from the module of the package that defines it."""
     if name in ("None", "bool", "int", "float", "str", "bytes", "dict", "tuple", "type"):
         return ""
     obj = namespace[name]
@@ -53,13 +57,20 @@ def _origin(name: str, namespace: dict[str, Any]) -> str:
         raise TypeError(f"cannot tell where {name} comes from")
     if module == "builtins":
         return ""
+    from pydbal import workflows
+
+    if module.startswith("pydbal.workflows.") and name in workflows.__all__:
+        module = "pydbal.workflows"
     return f"from {module} import {name}"
 
 
-def _methods(cls: type) -> list[tuple[str, str, inspect.Signature]]:
-    """(name, kind, signature) of the public async methods of ``cls``."""
+def _methods(cls: type) -> list[tuple[str, str, inspect.Signature, dict[str, Any]]]:
+    """(name, kind, signature, globals of its module) of the public async methods of ``cls``,
+    its bases' first (most basic base first), each as ``cls`` resolves it."""
+    names = dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass))
     out = []
-    for name, attr in vars(cls).items():
+    for name in names:
+        attr = getattr(cls, name)
         if name.startswith("_") or not callable(attr):
             continue
         target = inspect.unwrap(attr)
@@ -69,24 +80,25 @@ def _methods(cls: type) -> list[tuple[str, str, inspect.Signature]]:
             kind = "context"
         else:
             continue
-        out.append((name, kind, inspect.signature(target)))
+        out.append((name, kind, inspect.signature(target), target.__globals__))
     return out
 
 
 def _annotation(value: Any) -> str:
+    """An annotation as source text (``Any`` when there is none)."""
     if value is inspect.Parameter.empty:
         return "Any"
     return value if isinstance(value, str) else inspect.formatannotation(value)
 
 
 def render() -> str:
+    """The text of ``sync_workflows.py`` for the current ``Workflows``."""
     from pydbal import workflows
 
-    namespace = vars(workflows)
     imports = {"from typing import Any", "import contextlib"}
     imports.add("from pydbal.sync import SyncOperations")
     body: list[str] = []
-    for name, kind, sig in _methods(workflows.Workflows):
+    for name, kind, sig, namespace in _methods(workflows.Workflows):
         params = ["self"]
         call: list[str] = []
         star = False
@@ -146,6 +158,7 @@ def render() -> str:
             plain.add(line)
 
     def section(first_party: bool) -> list[str]:
+        """The sorted import lines of the third-party or of pydbal's own modules."""
         mine = [m for m in merged if m.startswith("pydbal") == first_party]
         lines = sorted(p for p in plain if p.split()[1].startswith("pydbal") == first_party)
         for m in sorted(mine):
@@ -167,6 +180,7 @@ def render() -> str:
 
 
 def main() -> int:
+    """Rewrite ``sync_workflows.py``."""
     TARGET.write_text(render())
     print(f"wrote {TARGET}", file=sys.stderr)
     return 0

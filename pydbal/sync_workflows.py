@@ -94,13 +94,25 @@ class SyncWorkflows(SyncOperations):
         """Blocking :meth:`pydbal.workflows.Workflows.history`."""
         return self._call(self._async.history(workflow_id))
 
-    def create(self, input: CreateWorkflowInput | Mapping[str, Any]) -> Workflow:
-        """Blocking :meth:`pydbal.workflows.Workflows.create`."""
-        return self._call(self._async.create(input))
-
     def create_many(self, inputs: Iterable[CreateWorkflowInput | Mapping[str, Any]]) -> int:
         """Blocking :meth:`pydbal.workflows.Workflows.create_many`."""
         return self._call(self._async.create_many(inputs))
+
+    def update_many(
+        self,
+        filter: WorkflowFilter | Mapping[str, Any] | None,
+        input: UpdateWorkflowInput | Mapping[str, Any],
+    ) -> int:
+        """Blocking :meth:`pydbal.workflows.Workflows.update_many`."""
+        return self._call(self._async.update_many(filter, input))
+
+    def delete_many(self, filter: WorkflowFilter | Mapping[str, Any] | None) -> int:
+        """Blocking :meth:`pydbal.workflows.Workflows.delete_many`."""
+        return self._call(self._async.delete_many(filter))
+
+    def create(self, input: CreateWorkflowInput | Mapping[str, Any]) -> Workflow:
+        """Blocking :meth:`pydbal.workflows.Workflows.create`."""
+        return self._call(self._async.create(input))
 
     def update(
         self,
@@ -131,18 +143,6 @@ class SyncWorkflows(SyncOperations):
     ) -> Workflow:
         """Blocking :meth:`pydbal.workflows.Workflows.upsert`."""
         return self._call(self._async.upsert(name, create, update))
-
-    def update_many(
-        self,
-        filter: WorkflowFilter | Mapping[str, Any] | None,
-        input: UpdateWorkflowInput | Mapping[str, Any],
-    ) -> int:
-        """Blocking :meth:`pydbal.workflows.Workflows.update_many`."""
-        return self._call(self._async.update_many(filter, input))
-
-    def delete_many(self, filter: WorkflowFilter | Mapping[str, Any] | None) -> int:
-        """Blocking :meth:`pydbal.workflows.Workflows.delete_many`."""
-        return self._call(self._async.delete_many(filter))
 
     def restore(self, workflow_id: Any, version: int) -> Workflow:
         """Blocking :meth:`pydbal.workflows.Workflows.restore`."""

@@ -33,6 +33,8 @@ from uuid import UUID
 
 import asyncpg
 
+from pydbal import queries as q
+
 if TYPE_CHECKING:
     from pydbal.database import Tenant
     from pydbal.models import Workflow
@@ -241,7 +243,7 @@ def duration(text: str, *, maximum: timedelta = timedelta(days=36_500)) -> timed
 
 async def require_superuser(conn: Any, what: str) -> None:
     """Refuse (exit 2) unless ``conn`` logged in as a superuser: ``what`` is an operator's job."""
-    if not await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+    if not await conn.fetchval(q.IS_SUPERUSER):
         raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from pydbal import queries as q
 from pydbal.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -128,7 +129,7 @@ def _search_path_ok(proconfig: list[str] | None) -> bool:
 async def self_check(conn: Any, roles: Roles | None = None) -> list[Check]:
     """The catalog guarantees pydbal relies on, each as a pass/fail :class:`Check`."""
     roles = roles or resolve_roles()
-    if not await conn.fetchval("SELECT to_regclass('dbal.workflows') IS NOT NULL"):
+    if not await conn.fetchval(q.SCHEMA_EXISTS):
         return [Check("schema installed", False, "dbal.workflows does not exist: run migrate")]
     checks: list[Check] = []
     tables = await conn.fetch(_TENANT_TABLES)

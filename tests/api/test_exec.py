@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from dbhelpers import expire_leases
 
 import pydbal
 from pydbal import ErrorCode, Tenant
@@ -46,11 +47,11 @@ async def test_acquire_renew_release(app: pydbal.Database, acme: Tenant, raw: An
         await acme.workflows.acquire_lock(uuid.uuid4())
 
 
-async def test_lock_expires(app: pydbal.Database, acme: Tenant) -> None:
+async def test_lock_expires(app: pydbal.Database, acme: Tenant, raw: Any) -> None:
     wf = await acme.workflows.create(valid_definition("exp"))
-    lock = await acme.workflows.acquire_lock(wf.id, timeout_ms=50)
+    lock = await acme.workflows.acquire_lock(wf.id, timeout_ms=60_000)
     assert lock is not None
-    await asyncio.sleep(0.2)
+    await expire_leases(raw, wf.id)  # the lease's end moves into the past: no waiting on the clock
     got = await acme.workflows.get(wf.id)
     assert got is not None and got.is_locked is False and got.locked_by is None
     assert await acme.workflows.renew_lock(wf.id, lock) is None
@@ -276,10 +277,23 @@ async def test_executing_with_a_lost_lease_does_not_record_success(
     assert await acme.workflows.executions(wf.id) == []  # the stale holder wrote nothing
 
 
-async def test_executing_renews_a_short_lease(acme: Tenant) -> None:
+async def test_executing_renews_a_short_lease(acme: Tenant, raw: Any) -> None:
     wf = await acme.workflows.create(valid_definition("slow"))
-    async with acme.workflows.executing(wf.id, timeout_ms=300) as run:
-        await asyncio.sleep(0.8)  # longer than the lease: renewal keeps it
+    async with acme.workflows.executing(wf.id, timeout_ms=1000) as run:
+        first_end = await raw.fetchval(
+            "SELECT lock_expires_at FROM dbal.workflows WHERE id = $1", wf.id
+        )
+        # wait (on the database's clock, up to 20 s) until the first lease's end has passed: only
+        # renewal can keep the lock now. A 1 s lease renewed every third of it tolerates stalls of
+        # ~600 ms, so a loaded machine does not make this test fail.
+        for _ in range(400):
+            if await raw.fetchval("SELECT clock_timestamp() > $1::timestamptz", first_end):
+                break
+            await asyncio.sleep(0.05)
+        held = await raw.fetchrow(
+            "SELECT locked_by, lock_expires_at FROM dbal.workflows WHERE id = $1", wf.id
+        )
+        assert held["locked_by"] == "alice" and held["lock_expires_at"] > first_end
     assert run.lost is False
     assert run.recorded is not None and run.recorded.outcome == "recorded"
     got = await acme.workflows.get(wf.id)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
 import pytest
+from dbhelpers import expire_leases
 
 import pydbal
 from pydbal import ErrorCode, Page, Tenant
@@ -239,14 +239,14 @@ async def test_search_exclusion_by_full_text(acme: Tenant) -> None:
 
 
 async def test_list_filter_is_locked_reads_live_leases_only(
-    app: pydbal.Database, acme: Tenant
+    app: pydbal.Database, acme: Tenant, raw: Any
 ) -> None:
     ids = await _seed(app, acme)
     by_name = {"field": "name", "direction": "asc"}
     held = await acme.workflows.acquire_lock(ids["alpha"], timeout_ms=60_000)
-    short = await acme.workflows.acquire_lock(ids["gamma"], timeout_ms=1)
+    short = await acme.workflows.acquire_lock(ids["gamma"], timeout_ms=60_000)
     assert held is not None and short is not None
-    await asyncio.sleep(0.05)  # gamma's lease has expired: it reads as unlocked
+    await expire_leases(raw, ids["gamma"])  # gamma's lease has expired: it reads as unlocked
     assert _names(await acme.workflows.list({"is_locked": True}, by_name)) == ["alpha"]
     unlocked = _names(await acme.workflows.list({"is_locked": False}, by_name))
     assert "alpha" not in unlocked and "gamma" in unlocked

@@ -1,5 +1,5 @@
 """The columns of every workflow read start with Workflow's fields in order: pydbal builds the
-model by position (pydbal/workflows.py ``_workflow``), so a reordered column would be a wrong
+model by position (pydbal/workflows/_base.py ``_workflow``), so a reordered column would be a wrong
 value in a right-looking field."""
 
 from __future__ import annotations

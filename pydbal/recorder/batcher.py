@@ -1,37 +1,5 @@
-"""The batched execution recorder: ``async with db.recorder(...) as rec: rec.record(...)``.
-
-Failure behaviour first:
-
-- ``record()`` is a synchronous call: it checks its arguments, gives the item an execution id
-  (a UUID unless one is given) and queues it. No round trip. When ``max_queue`` items are
-  waiting it still keeps the item (nothing is ever dropped) and returns an awaitable that
-  completes once there is room again: producers write ``await rec.record(...)``, which costs
-  nothing while there is room.
-- A background writer sends, per scope (tenant, user, role) and lane, up to ``batch_size``
-  items as ONE statement (``dbal.record_executions``, sql/43_record_batch.sql) as soon as a
-  batch is full or its oldest item waited ``max_delay`` seconds. Every item has the guarantees
-  of ``record_execution`` (the batch's result is that of recording its items one by one):
-  idempotent per execution id, a ``pending`` run completed once, fencing per item, counters and
-  roll-ups in the same transaction.
-- Lanes: a scope's items are split by workflow into ``concurrency`` lanes, one batch in flight
-  per lane, so concurrent batches of one tenant never lock the same workflow and run in
-  parallel instead of waiting for each other. Items of one workflow keep their order (one
-  lane); items of different workflows are independent, except an execution id reused for
-  another workflow, whose refusal (409) then depends on which lane commits first, as with
-  concurrent ``record_execution`` calls.
-- A refused item (stale lock token, locked by another user, unknown workflow, conflicting
-  status, bad input) refuses only itself; it is reported by ``flush()`` and to ``on_error``.
-- A lost connection, a server restart or an overload is retried with exponential backoff for
-  up to ``retry_for`` seconds; since execution ids were fixed when the items were queued, a
-  retried batch that had in fact committed counts nothing twice (its items come back as
-  ``duplicate``). After ``retry_for`` the items are reported as failed (``flush()`` and
-  ``on_error``) with the last error, and are not retried further.
-- ``flush()`` returns once every item queued before the call is resolved: what it reports as
-  stored is committed. ``close()`` (and leaving the ``async with`` block, also by an exception
-  or by cancellation of the owning task) flushes before it returns.
-- **The loss window**: items in memory that no ``flush()``/``close()`` acknowledged are lost if
-  the process dies (SIGKILL, power loss, ``os._exit``). At most ``max_queue`` items plus the
-  batches in flight; usually no more than ``max_delay`` seconds of executions.
+"""The :class:`Recorder`: the queue of executions, split per scope and lane, and the writer
+task that sends each lane's batches (see the package doc for its failure behaviour).
 """
 
 from __future__ import annotations
@@ -42,16 +10,24 @@ import inspect
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 from uuid import UUID, uuid4
 
-import asyncpg
-
-from pydbal import queries as q
-from pydbal.errors import DBALError, ErrorCode, from_postgres
+from pydbal.errors import DBALError, ErrorCode
+from pydbal.recorder.results import (
+    MAX_BATCH,
+    STATUSES,
+    Admission,
+    ErrorHook,
+    FlushReport,
+    Item,
+    Refused,
+    Stored,
+)
+from pydbal.recorder.statement import Key, refusal, send
+from pydbal.workflows.invalidation import after_write
 
 if TYPE_CHECKING:
     from pydbal.database import Database, Tenant
@@ -60,109 +36,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pydbal.recorder")
 
-STATUSES = frozenset({"success", "failure", "pending", "timeout"})
-MAX_BATCH = 10000  # dbal.record_executions accepts at most this many items per call
-
-# SQLSTATE classes and codes worth retrying: connection exceptions, operator intervention
-# (shutdown, crash recovery), too many connections, serialization failure, deadlock.
-_TRANSIENT_PREFIXES = ("08", "57P", "53300", "40001", "40P01")
-
-
-@dataclass(frozen=True)
-class Item:
-    """One execution as queued: the arguments of ``record()`` with its execution id fixed."""
-
-    tenant_id: str
-    user_id: str
-    role: str
-    workflow_id: UUID
-    status: str
-    execution_time_ms: float | None
-    execution_id: str
-    token: int | None
-    started_at: datetime | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class Stored:
-    """An item in the database: ``outcome`` is ``recorded``, ``completed`` or ``duplicate``."""
-
-    item: Item
-    outcome: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    """An item not recorded: refused by the database (``code`` is an :class:`ErrorCode`) or,
-    with ``failed=True``, not written because the database stayed unreachable for
-    ``retry_for`` seconds (``code`` is None, ``message`` the last error)."""
-
-    item: Item
-    code: ErrorCode | int | None
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
-    failed: bool = False
-
-
-@dataclass
-class FlushReport:
-    """What happened to the items resolved since the previous ``flush()``."""
-
-    stored: list[Stored] = field(default_factory=list)
-    refused: list[Refused] = field(default_factory=list)
-    stored_count: int = 0  # also counts stored items not kept (``keep_results=False``)
-
-    @property
-    def failed(self) -> list[Refused]:
-        return [r for r in self.refused if r.failed]
-
-
-class Admission:
-    """What ``record()`` returns: awaiting it returns the execution id, at once while the queue
-    has room, else once the item entered the queue (back-pressure)."""
-
-    __slots__ = ("_future", "execution_id")
-
-    def __init__(self, execution_id: str, future: asyncio.Future[None] | None) -> None:
-        self.execution_id = execution_id
-        self._future = future
-
-    @property
-    def admitted(self) -> bool:
-        return self._future is None or self._future.done()
-
-    def __await__(self) -> Generator[Any, None, str]:
-        if self._future is not None:
-            yield from self._future.__await__()
-        return self.execution_id
-
-
-ErrorHook = Callable[[Refused], Awaitable[None] | None]
-_Key = tuple[str, str, str, int]  # tenant, user, role, lane
-
 
 class _Scope:
+    """The queue of one scope (tenant, user, role) and lane."""
+
     __slots__ = ("inflight_first", "items", "oldest")
 
     def __init__(self) -> None:
         self.items: deque[tuple[int, Item]] = deque()
         self.oldest = 0.0  # monotonic time the oldest queued item arrived
         self.inflight_first = 0  # sequence number of the first item of the batch being written
-
-
-def _transient(exc: BaseException) -> bool:
-    if isinstance(
-        exc,
-        OSError
-        | ConnectionError
-        | TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.PostgresConnectionError,
-    ):
-        return True
-    state = getattr(exc, "sqlstate", None) or ""
-    return bool(state) and state.startswith(_TRANSIENT_PREFIXES)
 
 
 class Recorder:
@@ -192,7 +75,7 @@ class Recorder:
         self.concurrency = concurrency
         self.keep_results = keep_results
         self._on_error = on_error
-        self._scopes: dict[_Key, _Scope] = {}
+        self._scopes: dict[Key, _Scope] = {}
         self._size = 0  # items queued (not waiting) and not yet resolved
         self._waiting: deque[tuple[Item, asyncio.Future[None]]] = deque()
         self._seq = 0
@@ -256,6 +139,7 @@ class Recorder:
         return Admission(item.execution_id, None)
 
     def _enqueue(self, item: Item) -> None:
+        """Put ``item`` in its scope's lane; wake the writer when the lane was empty or is full."""
         key = (item.tenant_id, item.user_id, item.role, item.workflow_id.int % self.concurrency)
         scope = self._scopes.get(key)
         if scope is None:
@@ -270,6 +154,7 @@ class Recorder:
             self._wake.set()
 
     def _admit_waiting(self) -> None:
+        """Move items waiting for room into the queue while there is room."""
         while self._waiting and self._size < self.max_queue:
             item, future = self._waiting.popleft()
             self._enqueue(item)
@@ -301,6 +186,7 @@ class Recorder:
                 self._urgent -= 1
 
     def _done_upto(self, target: int) -> bool:
+        """Every item up to sequence number ``target`` is resolved."""
         if self._waiting and self._seq < target:
             return False
         for scope in self._scopes.values():
@@ -323,10 +209,12 @@ class Recorder:
         return report
 
     async def __aenter__(self) -> Recorder:
+        """Start the writer."""
         self._start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        """Close (flush, then stop the writer), also when the owning task is cancelled."""
         # Flush even when the owning task is being cancelled: finish the close, then let the
         # cancellation continue.
         task = asyncio.ensure_future(self.close())
@@ -341,11 +229,14 @@ class Recorder:
             raise asyncio.CancelledError
 
     def _start(self) -> None:
+        """Start the writer task unless running or closed."""
         if self._writer is None and not self._closing:
             self._writer = asyncio.get_running_loop().create_task(self._dispatch())
 
     # -- the writer ---------------------------------------------------------------------------
     async def _dispatch(self) -> None:
+        """The writer: launch each lane's batch once full, due (``max_delay``) or flushed, at
+        most ``concurrency`` batches in flight."""
         while True:
             self._wake.clear()
             now = time.monotonic()
@@ -366,7 +257,8 @@ class Recorder:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _launch(self, key: _Key, scope: _Scope) -> None:
+    def _launch(self, key: Key, scope: _Scope) -> None:
+        """Take up to ``batch_size`` items of the lane and write them in a task."""
         n = min(len(scope.items), self.batch_size)
         batch = [scope.items.popleft() for _ in range(n)]
         if scope.items:
@@ -376,12 +268,14 @@ class Recorder:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _write(self, key: _Key, scope: _Scope, batch: list[tuple[int, Item]]) -> None:
+    async def _write(self, key: Key, scope: _Scope, batch: list[tuple[int, Item]]) -> None:
+        """Send one batch, report each item's result, invalidate what it stored (the
+        ``record_batch`` entry of ``workflows.invalidation``), and free its lane."""
         items = [item for _, item in batch]
         try:
             results = await self._send(key, items)
         except BaseException as exc:  # reported per item (failed), never swallowed silently
-            results = [self._refusal(item, exc) for item in items]
+            results = [refusal(item, exc) for item in items]
         hooks: list[Refused] = []
         stored = 0
         for result in results:
@@ -396,8 +290,8 @@ class Recorder:
         self._report.stored_count += stored
         if stored:
             with contextlib.suppress(Exception):
-                await self._db.cache.invalidate(
-                    key[0], {str(i.workflow_id) for i in items}, lists=True
+                await after_write(
+                    self._db.cache, key[0], "record_batch", {i.workflow_id for i in items}
                 )
         for refused in hooks:
             await self._call_hook(refused)
@@ -411,60 +305,13 @@ class Recorder:
         async with self._changed:
             self._changed.notify_all()
 
-    def _refusal(self, item: Item, exc: BaseException) -> Refused:
-        mapped = exc if isinstance(exc, DBALError) else from_postgres(exc)
-        if isinstance(mapped, DBALError):
-            return Refused(item, mapped.code, mapped.message, mapped.details)
-        return Refused(item, None, f"{type(exc).__name__}: {exc}", {}, failed=True)
-
-    async def _send(self, key: _Key, items: Sequence[Item]) -> list[Stored | Refused]:
-        args = (
-            *key[:3],
-            [i.workflow_id for i in items],
-            [i.status for i in items],
-            [i.execution_time_ms for i in items],
-            [i.execution_id for i in items],
-            [i.token for i in items],
-            [i.started_at for i in items],
-            [i.error for i in items],
-        )
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.05
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                rows = await self._db._run(lambda c: c.fetch(q.RECORD_EXECUTIONS, *args))
-                break
-            except BaseException as exc:
-                cause = exc.__cause__ if isinstance(exc, DBALError) else exc
-                if isinstance(exc, asyncio.CancelledError) or not _transient(cause or exc):
-                    raise
-                if time.monotonic() + delay > deadline:
-                    log.error(
-                        "recorder: giving up on %d execution(s) after %d attempt(s): %s",
-                        len(items),
-                        attempt,
-                        exc,
-                    )
-                    raise
-                if attempt == 1:
-                    log.warning("recorder: database unavailable (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        out: list[Stored | Refused] = []
-        for row in rows:
-            item = items[row["ord"] - 1]
-            if row["outcome"] == "refused":
-                code = row["code"]
-                with contextlib.suppress(ValueError):
-                    code = ErrorCode(code)
-                out.append(Refused(item, code, row["message"], row["details"] or {}))
-            else:
-                out.append(Stored(item, row["outcome"]))
-        return out
+    async def _send(self, key: Key, items: Sequence[Item]) -> list[Stored | Refused]:
+        """Write one batch (``statement.send``, retried for up to ``retry_for`` seconds)."""
+        return await send(self._db, key, items, self.retry_for)
 
     async def _call_hook(self, refused: Refused) -> None:
+        """Report a refused item to ``on_error`` (or the log without one); a failing hook is
+        logged, never raised."""
         if self._on_error is None:
             log.warning(
                 "recorder: execution %s of workflow %s not recorded: %s",

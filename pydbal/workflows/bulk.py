@@ -1,0 +1,77 @@
+"""The bulk writes of :class:`pydbal.workflows.Workflows`: create_many, update_many and
+delete_many, each all or nothing.
+
+Each write invalidates what ``invalidation.INVALIDATES`` names for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydbal import limits as lim
+from pydbal import queries as q
+from pydbal.instrument import operations
+from pydbal.models import CreateWorkflowInput, UpdateWorkflowInput, WorkflowFilter
+from pydbal.validation import VALIDATOR_VERSION
+from pydbal.workflows._base import DEFINITION_FIELDS, _json, _report_status, _validate
+from pydbal.workflows.reads import Reads
+
+CREATE_BATCH = 1000  # rows per INSERT statement of create_many
+
+
+@operations  # every public method: refused once closing, counted in flight, traced when on
+class Bulk(Reads):
+    """Writes of many workflows in one call (uses the filters of :class:`Reads`)."""
+
+    async def create_many(self, inputs: Iterable[CreateWorkflowInput | Mapping[str, Any]]) -> int:
+        """Create many workflows, all or nothing, in batches of 1000 rows per statement."""
+        self._require_create()
+        parsed = [self._create_input(i) for i in lim.items(inputs, "inputs")]
+        if not parsed:
+            return 0
+        async with self._db.transaction() as conn:
+            count = 0
+            for start in range(0, len(parsed), CREATE_BATCH):
+                batch = parsed[start : start + CREATE_BATCH]
+                args = self._insert_args(batch, False, None)
+                count += int(await conn.fetchval(q.INSERT_COUNT, *args))
+        await self._after_write("create_many")
+        return count
+
+    async def update_many(
+        self,
+        filter: WorkflowFilter | Mapping[str, Any] | None,
+        input: UpdateWorkflowInput | Mapping[str, Any],
+    ) -> int:
+        """Apply ``input`` to every matching workflow the caller may change; returns how many.
+        Rows of another creator (role user) or locked by another user are left untouched."""
+        flt = self._filter(filter)
+        patch = self._patch(input)
+        vstatus: str | None = None
+        verrors: str | None = None
+        if all(k in patch for k in DEFINITION_FIELDS):
+            report = _validate(
+                patch["nodes"], patch["edges"], patch["variables"], patch.get("config")
+            )
+            vstatus, verrors = _report_status(report)
+        count = int(
+            await self._db.fetchval(
+                q.UPDATE_MANY,
+                *self._ctx,
+                _json(flt),
+                _json(patch),
+                vstatus,
+                verrors,
+                VALIDATOR_VERSION,
+            )
+        )
+        await self._after_write("update_many")
+        return count
+
+    async def delete_many(self, filter: WorkflowFilter | Mapping[str, Any] | None) -> int:
+        """Delete every matching workflow the caller may delete; returns how many."""
+        flt = self._filter(filter)
+        count = int(await self._db.fetchval(q.DELETE_MANY, *self._ctx, _json(flt)))
+        await self._after_write("delete_many")
+        return count

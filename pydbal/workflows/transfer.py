@@ -1,0 +1,182 @@
+"""Moving workflows of :class:`pydbal.workflows.Workflows`: clone, export (bundles in the
+``pydbal.workflow/v1`` format) and import (every shape ``pydbal.formats.parse_import`` accepts).
+
+Each write invalidates what ``invalidation.INVALIDATES`` names for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pydbal import limits as lim
+from pydbal.errors import DBALError, ErrorCode
+from pydbal.formats import Definition, build_bundle, derive_name, parse_import
+from pydbal.instrument import operations
+from pydbal.models import CreateWorkflowInput, ExportBundle, Workflow
+from pydbal.validation import VALIDATOR_VERSION, ValidationReport
+from pydbal.workflows._base import _parse, _validate
+from pydbal.workflows.reads import Reads
+
+
+def _bundle(src: Workflow, exported_at: datetime) -> ExportBundle:
+    """The export bundle of a workflow. Its validation report is the stored one while that is
+    current (not stale, made by this validator), else computed now."""
+    report: dict[str, Any] | None = None
+    if src.validation_status in ("valid", "invalid") and src.validator_version == VALIDATOR_VERSION:
+        report = src.validation_errors
+    if report is None:
+        computed = _validate(src.nodes, src.edges, src.variables, src.config)
+        report = computed.model_dump(mode="json", by_alias=True)
+    return ExportBundle.model_validate(build_bundle(src.model_dump(), report, exported_at))
+
+
+@operations  # every public method: refused once closing, counted in flight, traced when on
+class Transfer(Reads):
+    """Cloning, exporting and importing workflows (reads through :class:`Reads`)."""
+
+    async def clone(
+        self, workflow_id: Any, new_name: str | None = None, enabled: bool = False
+    ) -> Workflow:
+        """A copy with fresh counters, named ``new_name`` or "<name> (Clone)"; a taken name
+        becomes "<name> (2)", "(3)", …"""
+        self._require_create()
+        new_name = lim.optional_text(new_name, "new_name", self._lim.name_length, "name_length")
+        enabled = lim.boolean(enabled, "enabled")
+        src = await self._existing(workflow_id)
+        name = new_name if new_name is not None else f"{src.name[:247]} (Clone)"
+        inp = _parse(
+            CreateWorkflowInput,
+            {
+                "name": name,
+                "description": src.description,
+                "nodes": src.nodes,
+                "edges": src.edges,
+                "enabled": enabled,
+                "variables": src.variables,
+                "config": src.config,
+                "tags": src.tags,
+                "category": src.category,
+            },
+        )
+        created = (await self._insert_renaming([inp]))[0]
+        await self._after_write("clone", [created.id])
+        return created
+
+    async def export(self, workflow_id: Any) -> ExportBundle:
+        """``{format: "pydbal.workflow/v1", exportedAt, workflow, validationReport}``."""
+        return _bundle(await self._existing(workflow_id), datetime.now(UTC))
+
+    async def export_many(self, workflow_ids: Iterable[Any]) -> builtins.list[ExportBundle]:
+        """Bundles of many workflows, in the order given, read 100 per statement. Any id that
+        is missing (or another tenant's) is WORKFLOW_NOT_FOUND, listing them all."""
+        ids = [self._id(i) for i in lim.items(workflow_ids, "workflow_ids")]
+        found: dict[UUID, Workflow] = {}
+        for start in range(0, len(ids), 100):
+            chunk = ids[start : start + 100]
+            page = await self._list({"ids": chunk}, None, 0, 100)
+            found.update((w.id, w) for w in page.items)
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            raise DBALError(
+                ErrorCode.WORKFLOW_NOT_FOUND,
+                f"{len(missing)} workflow(s) not found",
+                {"ids": missing},
+            )
+        now = datetime.now(UTC)
+        return [_bundle(found[i], now) for i in ids]
+
+    async def import_workflow(
+        self, definition: Any, name: str | None = None, enabled: bool = False, strict: bool = False
+    ) -> Workflow:
+        """Import one workflow from any accepted shape (pydbal bundle, MetaBuilder file, n8n
+        editor download or database export of one, n8n template wrapper); bytes, text, parsed
+        JSON or a path. A taken name becomes "<name> (2)", …"""
+        imported = await self.import_many(definition, name=name, enabled=enabled, strict=strict)
+        if len(imported) != 1:
+            raise DBALError(
+                ErrorCode.INVALID_EXPORT_FORMAT,
+                f"the input holds {len(imported)} workflows: use import_many",
+                {"reason": "more than one workflow", "count": len(imported)},
+            )
+        return imported[0]
+
+    async def import_many(
+        self, data: Any, name: str | None = None, enabled: bool = False, strict: bool = False
+    ) -> builtins.list[Workflow]:
+        """Import every workflow of ``data`` (an n8n export array gives several), all or none."""
+        self._require_create()
+        name = lim.optional_text(name, "name", self._lim.name_length, "name_length")
+        enabled = lim.boolean(enabled, "enabled")
+        strict = lim.boolean(strict, "strict")
+        source_name: str | None = None
+        if isinstance(data, os.PathLike):
+            path = Path(data)
+            source_name = path.name
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                raise DBALError(
+                    ErrorCode.INVALID_EXPORT_FORMAT,
+                    f"cannot read {path}: {exc.strerror}",
+                    {"reason": "unreadable file"},
+                ) from None
+        lim.raw_size(data, "data", self._lim.import_bytes, "import_bytes")
+        definitions = parse_import(data, source_name=source_name)
+        if name is not None and len(definitions) > 1:
+            raise DBALError(ErrorCode.VALIDATION_ERROR, "name applies to a single workflow only")
+        inputs: builtins.list[CreateWorkflowInput] = []
+        reports: builtins.list[ValidationReport] = []
+        for index, d in enumerate(definitions):
+            inp, report = self._import_input(d, name, enabled, source_name, index)
+            if strict and not report.valid:
+                raise DBALError(
+                    ErrorCode.IMPORT_VALIDATION_FAILED,
+                    f"workflow {inp.name!r} is not valid",
+                    {"index": index, "report": report.model_dump(mode="json", by_alias=True)},
+                )
+            inputs.append(inp)
+            reports.append(report)
+        created = await self._insert_renaming(inputs, reports)
+        await self._after_write("import", [w.id for w in created])
+        return created
+
+    def _import_input(
+        self, d: Definition, name: str | None, enabled: bool, source_name: str | None, index: int
+    ) -> tuple[CreateWorkflowInput, ValidationReport]:
+        """The checked input and validation report of the ``index``-th imported definition; a
+        bad one is INVALID_EXPORT_FORMAT (a limit exceeded: VALIDATION_ERROR), naming it."""
+        chosen = name or d.name or derive_name(d.nodes, source_name)
+        try:
+            inp = self._checked(
+                CreateWorkflowInput,
+                {
+                    "name": chosen,
+                    "description": d.description,
+                    "nodes": d.nodes,
+                    "edges": d.edges,
+                    "variables": d.variables,
+                    "config": d.config,
+                    "tags": d.tags,
+                    "category": d.category or "user",
+                    "enabled": enabled,
+                },
+            )
+            report = _validate(inp.nodes, inp.edges, inp.variables, inp.config)
+        except DBALError as exc:
+            if "limit" in exc.details:  # a limit, not the format: VALIDATION_ERROR, with where
+                raise DBALError(
+                    exc.code, f"workflow {index}: {exc.message}", {**exc.details, "index": index}
+                ) from None
+            raise DBALError(
+                ErrorCode.INVALID_EXPORT_FORMAT,
+                f"workflow {index}: {exc.message}",
+                {"reason": exc.message, "index": index, **exc.details},
+            ) from None
+        return inp, report
