@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from pydbal.cli_analysts import grant_analyst
+from pydbal.cli.analysts import grant_analyst
 from pydbal.migrate import migrate
 from pydbal.server import dsn_with
 

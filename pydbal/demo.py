@@ -22,6 +22,7 @@ Printer = Callable[[str], None]
 
 
 def _nodes(*names: str) -> list[dict[str, Any]]:
+    """n8n nodes with these names: a manual trigger first, then ``set`` nodes."""
     types = ["n8n-nodes-base.manualTrigger"] + ["n8n-nodes-base.set"] * (len(names) - 1)
     return [
         {"id": f"n{i}", "name": name, "type": node_type}
@@ -30,6 +31,7 @@ def _nodes(*names: str) -> list[dict[str, Any]]:
 
 
 def _chain(*names: str) -> dict[str, Any]:
+    """n8n connections linking the named nodes one after the other."""
     return {
         a: {"main": [[{"node": b, "type": "main", "index": 0}]]}
         for a, b in itertools.pairwise(names)
@@ -37,6 +39,7 @@ def _chain(*names: str) -> dict[str, Any]:
 
 
 def _definition(name: str, description: str, *steps: str) -> dict[str, Any]:
+    """A demo workflow definition: a chain of ``steps``, tagged :data:`DEMO_TAG`."""
     return {
         "name": name,
         "description": description,
@@ -47,6 +50,7 @@ def _definition(name: str, description: str, *steps: str) -> dict[str, Any]:
 
 
 def _names(items: list[Workflow]) -> str:
+    """The workflows' names, quoted and comma-separated, or ``(none)``."""
     return ", ".join(repr(w.name) for w in items) or "(none)"
 
 
@@ -150,7 +154,3 @@ async def run_demo(dsn: str | None = None, out: Printer = print) -> int:
             return 1
     out("\ndone.")
     return 0
-
-
-def main(dsn: str | None = None) -> int:
-    return asyncio.run(run_demo(dsn))

@@ -21,8 +21,16 @@ from typing import Any
 
 import asyncpg
 
-from pydbal import queries as q
-from pydbal.migrate import MigrationError, Roles, render, resolve_roles, schema_dirs
+from pydbal.migrate import ledger_exists
+from pydbal.schema import (
+    MigrationError,
+    Roles,
+    execute_file,
+    has_extension,
+    render,
+    resolve_roles,
+    schema_dirs,
+)
 
 __all__ = ["apply_distribution", "citus_dir", "citus_present", "distribute", "distribution_files"]
 
@@ -52,10 +60,11 @@ _SETTINGS = (
 
 async def citus_present(conn: Any) -> bool:
     """Whether the connected database has the citus extension (is a Citus node)."""
-    return bool(await conn.fetchval(q.EXTENSION_INSTALLED, "citus"))
+    return await has_extension(conn, "citus")
 
 
 async def _workers(conn: Any) -> int:
+    """How many active primary worker nodes that hold shards the coordinator knows."""
     return int(
         await conn.fetchval(
             "SELECT count(*) FROM pg_dist_node WHERE isactive AND noderole = 'primary' "
@@ -144,16 +153,7 @@ async def apply_distribution(conn: Any, roles: Roles, sql_dir: Path | None = Non
         # of theirs may reach the workers (10_ sends everything, in dependency order).
         local = not distributed and path.name < "10"
         await conn.execute(f"SET LOCAL citus.enable_ddl_propagation = {'off' if local else 'on'}")
-        text = render(path, roles)
-        try:
-            await conn.execute(text)
-        except asyncpg.PostgresError as exc:
-            parts = [f"sql/citus/{path.name} failed: {type(exc).__name__}: {exc}"]
-            for label in ("detail", "hint", "context"):
-                value = getattr(exc, label, None)
-                if value:
-                    parts.append(f"{label.upper()}: {value}")
-            raise MigrationError("\n".join(parts)) from exc
+        await execute_file(conn, path, roles, label=f"sql/citus/{path.name}")
 
 
 async def distribute(
@@ -176,7 +176,7 @@ async def distribute(
                 "the database has no citus extension: CREATE EXTENSION citus on the "
                 "coordinator and every worker, add the workers, then distribute"
             )
-        if not await conn.fetchval(q.LEDGER_EXISTS):
+        if not await ledger_exists(conn):
             raise MigrationError("no pydbal schema here: run `pydbal migrate` first")
         async with conn.transaction():
             await apply_distribution(conn, roles)

@@ -10,6 +10,9 @@ Layout (fixed conventions):
   configured role names (arguments, then ``PYDBAL_*_ROLE``, then ``pydbal_owner``/``pydbal_app``/
   ``pydbal_analyst``).
 
+The files, the role names and the database-level steps around a run (creating the roles, closing
+temporary tables to PUBLIC) are :mod:`pydbal.schema`'s; its names are importable from here too.
+
 A run is one transaction serialised per database by ``pg_advisory_xact_lock``; the three roles are
 created beforehand (roles are cluster-wide, so that step tolerates concurrent runners on other
 databases of the same server). Migrating requires a superuser.
@@ -22,22 +25,36 @@ refused for now (docs/scale-out.md).
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
 
 from pydbal import queries as q
+from pydbal.schema import (
+    MigrationError,
+    Roles,
+    checksum,
+    close_public_temp,
+    ensure_roles,
+    execute_file,
+    file_label,
+    has_extension,
+    migration_files,
+    resolve_roles,
+    schema_dirs,
+    sql_files,
+)
 
 __all__ = [
+    "LOCK_KEY",
     "SCHEMA_VERSION",
     "MigrationError",
     "Roles",
+    "checksum",
+    "close_public_temp",
     "ensure_roles",
+    "ledger_exists",
     "migrate",
     "migration_files",
     "resolve_roles",
@@ -47,9 +64,6 @@ __all__ = [
 
 #: Key of the transaction-level advisory lock serialising runners on one database ("pydbalmg").
 LOCK_KEY = 0x70796462616C6D67
-
-ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_LEFTOVER_PLACEHOLDER = re.compile(r"@[a-z_]+_role@")
 
 Mode = Literal["auto", "migrations"]
 
@@ -67,66 +81,8 @@ GRANT SELECT ON dbal.schema_migrations TO "{app}", "{analyst}";
 """
 
 
-class MigrationError(Exception):
-    """The schema cannot be installed or upgraded; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Roles:
-    """The three database roles the schema refers to through placeholders."""
-
-    owner: str = "pydbal_owner"
-    app: str = "pydbal_app"
-    analyst: str = "pydbal_analyst"
-
-    def placeholders(self) -> dict[str, str]:
-        return {"@owner_role@": self.owner, "@app_role@": self.app, "@analyst_role@": self.analyst}
-
-
-def resolve_roles(
-    owner_role: str | None = None, app_role: str | None = None, analyst_role: str | None = None
-) -> Roles:
-    """Role names from the arguments, else ``PYDBAL_*_ROLE``, else the defaults; validated."""
-    default = Roles()
-    roles = Roles(
-        owner=owner_role or os.environ.get("PYDBAL_OWNER_ROLE") or default.owner,
-        app=app_role or os.environ.get("PYDBAL_APP_ROLE") or default.app,
-        analyst=analyst_role or os.environ.get("PYDBAL_ANALYST_ROLE") or default.analyst,
-    )
-    for kind, name in (("owner", roles.owner), ("app", roles.app), ("analyst", roles.analyst)):
-        if not ROLE_NAME.fullmatch(name):
-            raise MigrationError(
-                f"invalid {kind} role name {name!r}: it must match {ROLE_NAME.pattern}"
-            )
-    if len({roles.owner, roles.app, roles.analyst}) != 3:
-        raise MigrationError(f"the owner, app and analyst roles must be distinct, got {roles}")
-    return roles
-
-
-def schema_dirs() -> tuple[Path, Path]:
-    """``(sql_dir, migrations_dir)``: the checkout's when present, else the wheel's."""
-    package = Path(__file__).resolve().parent
-    checkout = package.parent
-    if (checkout / "pyproject.toml").is_file() and (checkout / "sql").is_dir():
-        return checkout / "sql", checkout / "migrations"
-    return package / "_sql", package / "_migrations"
-
-
-def migration_files(migrations_dir: Path | None = None) -> list[Path]:
-    """The migration files in application order (file-name order)."""
-    directory = migrations_dir if migrations_dir is not None else schema_dirs()[1]
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.glob("*.sql") if p.is_file())
-
-
-def _sql_files(sql_dir: Path) -> list[Path]:
-    if not sql_dir.is_dir():
-        return []
-    return sorted(p for p in sql_dir.glob("*.sql") if p.is_file())
-
-
 def _newest_migration() -> str:
+    """The name of the newest migration file ("" when there is none)."""
     files = migration_files()
     return files[-1].stem if files else ""
 
@@ -135,40 +91,8 @@ def _newest_migration() -> str:
 SCHEMA_VERSION: str = _newest_migration()
 
 
-def checksum(path: Path) -> str:
-    """sha256 hex of a file's bytes (its text before placeholder substitution)."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _display(path: Path) -> str:
-    return f"{path.parent.name}/{path.name}"
-
-
-def render(path: Path, roles: Roles) -> str:
-    """A file's text with the role placeholders replaced."""
-    text = path.read_text(encoding="utf-8")
-    for placeholder, name in roles.placeholders().items():
-        text = text.replace(placeholder, name)
-    leftover = _LEFTOVER_PLACEHOLDER.search(text)
-    if leftover:
-        raise MigrationError(f"{_display(path)}: unknown placeholder {leftover.group(0)}")
-    return text
-
-
-async def _execute_file(conn: Any, path: Path, roles: Roles) -> None:
-    text = render(path, roles)
-    try:
-        await conn.execute(text)
-    except asyncpg.PostgresError as exc:
-        parts = [f"{_display(path)} failed: {type(exc).__name__}: {exc}"]
-        for label in ("detail", "hint", "context"):
-            value = getattr(exc, label, None)
-            if value:
-                parts.append(f"{label.upper()}: {value}")
-        raise MigrationError("\n".join(parts)) from exc
-
-
 async def _require_superuser(conn: Any) -> None:
+    """Refuse (:class:`MigrationError`) unless ``conn`` logged in as a superuser."""
     row = await conn.fetchrow(
         "SELECT current_user AS name, rolsuper FROM pg_roles WHERE rolname = current_user"
     )
@@ -181,54 +105,26 @@ async def _require_superuser(conn: Any) -> None:
         )
 
 
-def _create_role_sql(name: str) -> str:
-    # `name` was validated against ROLE_NAME, so quoting it as an identifier is safe.
-    return f"""
-DO $pydbal$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '{name}') THEN
-        CREATE ROLE "{name}" NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-    END IF;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;  -- created concurrently by a runner on another database of this server
-END
-$pydbal$;
-"""
-
-
-async def ensure_roles(conn: Any, roles: Roles) -> None:
-    """Create the three roles if missing; safe against runners on other databases."""
-    for name in (roles.owner, roles.app, roles.analyst):
-        statement = _create_role_sql(name)
-        try:
-            await conn.execute(statement)
-        except asyncpg.PostgresError as exc:
-            # Concurrent catalog updates can surface as XX000 "tuple concurrently updated".
-            if getattr(exc, "sqlstate", None) != "XX000":
-                raise
-            await conn.execute(statement)
-
-
-async def _citus_present(conn: Any) -> bool:
-    return bool(await conn.fetchval(q.EXTENSION_INSTALLED, "citus"))
-
-
-async def _ledger_exists(conn: Any) -> bool:
+async def ledger_exists(conn: Any) -> bool:
+    """Whether the connected database has the ledger table ``dbal.schema_migrations``."""
     return bool(await conn.fetchval(q.LEDGER_EXISTS))
 
 
 async def _applied(conn: Any) -> list[tuple[str, str]]:
-    if not await _ledger_exists(conn):
+    """The ledger's ``(name, checksum)`` rows in name order (none without a ledger)."""
+    if not await ledger_exists(conn):
         return []
     rows = await conn.fetch("SELECT name, checksum FROM dbal.schema_migrations ORDER BY name")
     return [(r["name"], r["checksum"]) for r in rows]
 
 
 async def _ensure_ledger(conn: Any, roles: Roles) -> None:
+    """Create the ledger table where missing, owned by the owner, readable by app and analyst."""
     await conn.execute(_LEDGER_DDL.format(owner=roles.owner, app=roles.app, analyst=roles.analyst))
 
 
 def _verify_applied(applied: list[tuple[str, str]], files: dict[str, Path]) -> None:
+    """Refuse a ledger naming a migration this package lacks, or one whose file changed."""
     for name, recorded in applied:
         path = files.get(name)
         if path is None:
@@ -239,20 +135,9 @@ def _verify_applied(applied: list[tuple[str, str]], files: dict[str, Path]) -> N
         actual = checksum(path)
         if actual != recorded:
             raise MigrationError(
-                f"{_display(path)} was edited after it was applied (checksum {recorded[:12]}… ≠ "
+                f"{file_label(path)} was edited after it was applied (checksum {recorded[:12]}… ≠ "
                 f"{actual[:12]}…); restore it and add a new migration instead"
             )
-
-
-async def close_public_temp(conn: Any, roles: Roles) -> None:
-    """In the connected database: no temporary tables for PUBLIC (so for no analyst login);
-    the owner and application roles keep them. Database privileges are not copied by
-    ``CREATE DATABASE … TEMPLATE``, so every ``migrate`` run and every analyst grant applies
-    this, not only the migration that introduced it (sql/97_catalog_hardening.sql)."""
-    db = await conn.fetchval(q.CURRENT_DATABASE)
-    ident = '"' + str(db).replace('"', '""') + '"'
-    await conn.execute(f"REVOKE TEMPORARY ON DATABASE {ident} FROM PUBLIC")
-    await conn.execute(f'GRANT TEMPORARY ON DATABASE {ident} TO "{roles.owner}", "{roles.app}"')
 
 
 _LOCK_HOLDERS = """
@@ -335,7 +220,7 @@ async def migrate(
         async with conn.transaction():
             await _take_runner_lock(conn, lock_timeout)
             applied = await _applied(conn)
-            citus = await _citus_present(conn)
+            citus = await has_extension(conn, "citus")
             if citus and not applied:
                 # a fresh install on a Citus coordinator: local objects first (no worker
                 # connections, so no role switching on workers), distributed below
@@ -349,14 +234,14 @@ async def migrate(
                         "instead of migrating again"
                     )
                 if mode == "auto":
-                    sql_files = _sql_files(sql_path)
-                    if not sql_files:
+                    schema_files = sql_files(sql_path)
+                    if not schema_files:
                         raise MigrationError(f"no schema files in {sql_path}")
-                    for path in sql_files:
-                        await _execute_file(conn, path, roles)
+                    for path in schema_files:
+                        await execute_file(conn, path, roles)
                 else:
                     for path in migrations:
-                        await _execute_file(conn, path, roles)
+                        await execute_file(conn, path, roles)
                 to_record = migrations
             else:
                 _verify_applied(applied, by_name)
@@ -369,7 +254,7 @@ async def migrate(
                         "tables as the NOLOGIN owner. See docs/scale-out.md, 'Upgrades'"
                     )
                 for path in to_record:
-                    await _execute_file(conn, path, roles)
+                    await execute_file(conn, path, roles)
             await _ensure_ledger(conn, roles)
             await close_public_temp(conn, roles)
             if citus:
@@ -399,7 +284,7 @@ async def status(dsn: str, *, migrations_dir: Path | str | None = None) -> dict[
     conn = await asyncpg.connect(dsn)
     try:
         applied = await _applied(conn)
-        partman = bool(await conn.fetchval(q.EXTENSION_INSTALLED, "pg_partman"))
+        partman = await has_extension(conn, "pg_partman")
     finally:
         await conn.close()
     done = {name for name, _ in applied}

@@ -34,7 +34,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from pydbal.migrate import Roles, resolve_roles
+from pydbal.schema import Roles, resolve_roles
 
 __all__ = [
     "ALLOWED_FUNCTIONS",
@@ -139,6 +139,7 @@ _TRANSACTION = (exp.Transaction, exp.Commit, exp.Rollback)
 
 @contextmanager
 def _quiet_sqlglot() -> Iterator[None]:
+    """sqlglot's logger at ERROR while parsing, restored afterwards."""
     # sqlglot logs a warning when it falls back to exp.Command; the refusal says it better.
     logger = logging.getLogger("sqlglot")
     level = logger.level
@@ -150,6 +151,7 @@ def _quiet_sqlglot() -> Iterator[None]:
 
 
 def _kind(node: exp.Expr) -> str:
+    """The statement's keyword as a refusal names it (``INSERT``, ``TRUNCATE``, ``VACUUM``)."""
     if isinstance(node, exp.Command):
         return str(node.this).upper()
     if isinstance(node, exp.TruncateTable):
@@ -184,6 +186,7 @@ def _statement_reason(node: exp.Expr) -> str | None:
 
 
 def _qualifier(func: exp.Expr) -> str | None:
+    """The schema a function call is qualified with (lower case), or None when unqualified."""
     parent = func.parent
     if isinstance(parent, exp.Dot) and parent.expression is func:
         return parent.this.name.lower() if parent.this is not None else ""
@@ -193,6 +196,8 @@ def _qualifier(func: exp.Expr) -> str | None:
 
 
 def _function_reason(func: exp.Func) -> str | None:
+    """Why calling ``func`` is refused: qualified outside pg_catalog, a known refusal, or an
+    unknown name not in :data:`ALLOWED_FUNCTIONS`; None when the call is allowed."""
     if isinstance(func, exp.Anonymous):
         name = str(func.name).lower()
         known = False
@@ -237,6 +242,8 @@ _ESTIMATE_COLUMNS = frozenset({"reltuples", "relpages", "relallvisible", "relall
 
 
 def _reads_estimates(table: exp.Table) -> bool:
+    """Whether the query reading ``table`` (pg_class) may read its row estimates: ``*``, an
+    estimate column, or no enclosing SELECT to tell."""
     query = table.find_ancestor(exp.Select)
     if query is None:
         return True
@@ -246,6 +253,8 @@ def _reads_estimates(table: exp.Table) -> bool:
 
 
 def _tree_reason(tree: exp.Expr) -> str | None:
+    """The first reason anywhere in the tree to refuse it (a relation, a statement, a locking
+    clause, ``SELECT … INTO``, a function call), or None."""
     for node in tree.walk():
         if isinstance(node, exp.Table) and node.name:
             reason = _relation_reason(node)
@@ -286,6 +295,7 @@ def check(sql: str, *, read: str | None = None) -> str:
 
 
 def _check(sql: str, read: str | None) -> str:
+    """:func:`check` without the length and depth guards: parse, refuse, regenerate."""
     dialect = read or "postgres"
     try:
         with _quiet_sqlglot():

@@ -4,7 +4,7 @@
   (so roll-ups exist), audit rows and one live lock in acme; written through pydbal as a
   superuser DSN.
 - ``make_analyst(*tenants)``: a new LOGIN role (dropped after the test) granted the analyst role
-  and ``tenants`` through :func:`pydbal.cli_analysts.grant_analyst`; returns its DSN.
+  and ``tenants`` through :func:`pydbal.cli.analysts.grant_analyst`; returns its DSN.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 import pydbal
-from pydbal.cli_analysts import grant_analyst
+from pydbal.cli.analysts import grant_analyst
 from pydbal.server import dsn_with
 
 from conftest import RUN_ID, TestDatabase

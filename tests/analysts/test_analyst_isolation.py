@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from pydbal.cli_analysts import grant_analyst, list_analysts, revoke_analyst
+from pydbal.cli.analysts import grant_analyst, list_analysts, revoke_analyst
 
 from .conftest import TENANTS, Analyst, Seed
 from conftest import CITUS_DSN, TestDatabase
@@ -292,7 +292,7 @@ async def test_daily_stats_match_the_recorded_executions(
 
 
 async def test_grant_refuses_missing_and_privileged_logins(db: TestDatabase) -> None:
-    from pydbal.cli_common import CommandError
+    from pydbal.cli.common import CommandError
 
     with pytest.raises(CommandError, match="does not exist"):
         await grant_analyst(db.dsn, "pydbal_no_such_login", ["acme"], granted_by="op")

@@ -18,7 +18,7 @@ import pytest
 from dbhelpers import TENANT_A, acquire, context, create_workflow, record, sqlstate
 
 import pydbal
-from pydbal.cli_purge import purge_archived
+from pydbal.cli.purge import purge_archived
 from pydbal.migrate import LOCK_KEY, MigrationError, migrate
 
 from conftest import TestDatabase

@@ -13,41 +13,38 @@ import json
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
-
 from pydbal import queries as q
-from pydbal.cli_common import (
+from pydbal.cli.common import (
     EXIT_OK,
-    add_dsn_argument,
+    SubParsers,
+    add_options,
     duration,
     operator_dsn,
-    require_superuser,
     run,
+    superuser_connection,
 )
-
-_SubParsers = Any
 
 
 async def purge_archived(
     dsn: str, older_than: timedelta, tenant: str | None = None
 ) -> list[dict[str, Any]]:
     """Run ``dbal.purge_archived`` as a superuser; return the purged workflows."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await require_superuser(conn, "purge (only operators remove data)")
+    async with superuser_connection(dsn, "purge (only operators remove data)") as conn:
         rows = await conn.fetch(q.PURGE_ARCHIVED, older_than, tenant)
         return [dict(r) for r in rows]
-    finally:
-        await conn.close()
 
 
-def add_purge_parser(subparsers: _SubParsers) -> None:
+def add_purge_parser(subparsers: SubParsers) -> None:
+    """``pydbal purge --older-than DURATION``."""
     parser = subparsers.add_parser(
         "purge",
-        help="remove workflows archived longer ago than --older-than, with their records",
+        help="remove workflows archived longer ago than --older-than, with their records "
+        "(needs a superuser)",
         description=(
             "Removes archived (deleted) workflows for good, with their history, executions and "
-            "roll-ups. Live workflows are never touched. Needs a superuser DSN; audited."
+            "roll-ups. Live workflows are never touched. Each purged workflow leaves a purge "
+            "audit row naming the login. Needs a superuser DSN. Exit 0 done (also when nothing "
+            "was old enough), 2 usage error, no database or not a superuser's DSN."
         ),
     )
     parser.add_argument(
@@ -55,15 +52,16 @@ def add_purge_parser(subparsers: _SubParsers) -> None:
         required=True,
         type=duration,
         metavar="DURATION",
-        help="archived before now minus this (e.g. 30d, 12h)",
+        help="archived before now minus this (e.g. 30d, 12h; ms, s, min, h, d; a plain "
+        "number is seconds)",
     )
     parser.add_argument("--tenant", help="only this tenant's archived workflows")
-    parser.add_argument("--json", action="store_true", help="print the purged workflows as JSON")
-    add_dsn_argument(parser)
-    parser.set_defaults(func=cmd_purge)
+    add_options(parser, cmd_purge, json="the purged workflows", dsn="a superuser")
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    """Purge and list what went; exit 0, or 2 (usage, no database, not a superuser)."""
+
     async def body() -> int:
         purged = await purge_archived(operator_dsn(args), args.older_than, args.tenant)
         if args.json:

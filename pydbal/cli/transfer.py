@@ -1,7 +1,7 @@
-"""``pydbal export``, ``pydbal import`` and ``pydbal validate``: workflow files in and out.
+"""``pydbal export`` and ``pydbal import``: workflow files out of and into a tenant.
 
-export/import act through the workflow API as ``--user`` with role supergod, so the audit log
-names the operator. validate is offline: no database.
+Both act through the workflow API as ``--user`` with role supergod, so the audit log names the
+operator. Offline validation of the same files is ``pydbal validate`` (:mod:`pydbal.cli.validate`).
 """
 
 from __future__ import annotations
@@ -13,46 +13,28 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from pydbal.cli_common import (
+from pydbal.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
     Interrupts,
-    add_dsn_argument,
-    add_user_argument,
+    SubParsers,
+    add_options,
+    all_workflows,
+    open_db,
     operator_dsn,
     run,
     user_of,
 )
+from pydbal.cli.validate import expand_paths, reason, validate_file
 from pydbal.errors import DBALError
 
-if TYPE_CHECKING:
-    from pydbal.database import Tenant
-
-_SubParsers = Any
-PAGE = 100
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-def expand_paths(paths: Iterable[str]) -> list[Path]:
-    """Files as given; folders become their ``*.json`` files (recursively, sorted)."""
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*.json") if p.is_file()))
-        else:
-            files.append(path)
-    return files
+# --- helpers ---------------------------------------------------------------------------------
 
 
 class Progress:
@@ -66,6 +48,7 @@ class Progress:
         self._last = 0.0
 
     def step(self, label: str = "") -> None:
+        """One item done; redraws the bar at most every 0.1 s, and at the last item."""
         self.done += 1
         if not self.enabled:
             return
@@ -83,66 +66,48 @@ class Progress:
 
 
 def _slug(name: str) -> str:
+    """A file-name-safe form of a workflow name (at most 60 characters)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
     return slug[:60] or "workflow"
 
 
-def _reason(exc: DBALError) -> str:
-    reason = exc.details.get("reason") if isinstance(exc.details, dict) else None
-    return str(reason or exc.message)
+# --- export ----------------------------------------------------------------------------------
 
 
-async def all_workflow_ids(tenant: Tenant) -> list[str]:
-    ids: list[str] = []
-    page = 1
-    while True:
-        result = await tenant.workflows.list(page=page, limit=PAGE)
-        ids.extend(str(w.id) for w in result.items)
-        if not result.has_more:
-            return ids
-        page += 1
-
-
-def _open_db(dsn: str) -> Any:
-    import pydbal
-
-    return pydbal.connect(dsn, min_size=1, max_size=2)
-
-
-# --------------------------------------------------------------------------------------------
-# export
-
-
-def add_export_parser(subparsers: _SubParsers) -> None:
+def add_export_parser(subparsers: SubParsers) -> None:
+    """``pydbal export --tenant T (--id ID… | --all) --out PATH``."""
     parser = subparsers.add_parser(
         "export",
         help="export workflows of a tenant as pydbal bundles",
         description=(
             "A folder gets one file per workflow; a path ending in .json gets one JSON array of "
-            "bundles (importable with `pydbal import`)."
+            "bundles (importable with `pydbal import`). Reads as --user with role supergod. "
+            "Exit 0 all exported, 1 some id could not be exported (the rest are), 2 usage error "
+            "or no database."
         ),
     )
-    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--tenant", required=True, help="the tenant id")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--id", nargs="+", dest="ids", metavar="ID", help="workflow ids")
     which.add_argument("--all", action="store_true", help="every workflow of the tenant")
     parser.add_argument("--out", required=True, help="a folder, or a file ending in .json")
-    add_dsn_argument(parser)
-    add_user_argument(parser)
-    parser.set_defaults(func=cmd_export)
+    add_options(parser, cmd_export, user=True)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export and write the bundles; exit 0, 1 (some id failed) or 2 (usage, no database)."""
+
     async def body() -> int:
         dsn = operator_dsn(args)
         out = Path(args.out)
-        async with _open_db(dsn) as db:
+        async with open_db(dsn) as db:
             tenant = db.tenant(args.tenant, user_id=user_of(args), role="supergod")
             bundles: list[dict[str, Any]] = []
             failed: list[tuple[str, str]] = []
             ids: list[Any] = [] if args.all else list(args.ids)
             if args.all:  # every id exists: read them 100 per statement
-                many = await tenant.workflows.export_many(await all_workflow_ids(tenant))
+                every = [str(w.id) for w in await all_workflows(tenant)]
+                many = await tenant.workflows.export_many(every)
                 bundles = [b.model_dump(mode="json", by_alias=True) for b in many]
             for wid in ids:
                 try:
@@ -173,8 +138,7 @@ def write_export(out: Path, bundles: list[dict[str, Any]]) -> None:
         (out / name).write_text(json.dumps(bundle, indent=2, ensure_ascii=False) + "\n", "utf-8")
 
 
-# --------------------------------------------------------------------------------------------
-# import
+# --- import ----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -189,6 +153,7 @@ class ImportSummary:
     not_imported: int = 0  # files left untouched (none of their workflows stored)
 
     def as_dict(self) -> dict[str, Any]:
+        """The summary as ``--json`` prints it (refusals also counted by kind)."""
         reasons = Counter(_reason_class(r) for _, r in self.refused)
         data = {
             "files": self.files,
@@ -204,53 +169,58 @@ class ImportSummary:
         return data
 
 
-def _reason_class(reason: str) -> str:
-    # "not valid JSON: unexpected character: line 1 column 2 (char 1)" -> "not valid JSON"
-    return reason.split(":", 1)[0]
+def _reason_class(why: str) -> str:
+    """The kind of a refusal: ``"not valid JSON: unexpected …"`` → ``"not valid JSON"``."""
+    return why.split(":", 1)[0]
 
 
-def add_import_parser(subparsers: _SubParsers) -> None:
+def add_import_parser(subparsers: SubParsers) -> None:
+    """``pydbal import --tenant T PATH…``."""
     parser = subparsers.add_parser(
         "import",
         help="import workflow files (pydbal bundles, n8n, MetaBuilder; files, folders, arrays)",
         description=(
             "Imports every workflow found; a file that cannot be imported is refused and the "
-            "rest go on. Invalid workflows are stored with their validation errors. Exit code 1 "
-            "when some file was refused or some workflow is invalid."
+            "rest go on. Invalid workflows are stored with their validation errors. Each file is "
+            "stored whole or not at all; SIGINT/SIGTERM stop the import after the current file "
+            "(a second signal rolls it back). Writes as --user with role supergod. Exit 0 no "
+            "file refused and every workflow valid, 1 some file was refused or some workflow is "
+            "invalid, 2 usage error, no files or no database, 128 + the signal when a signal "
+            "stopped it."
         ),
     )
-    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--tenant", required=True, help="the tenant id")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (*.json)")
     parser.add_argument(
         "--dry-run", action="store_true", help="parse and validate only; store nothing"
     )
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     bar = parser.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None)
-    bar.add_argument("--no-progress", dest="progress", action="store_false")
-    add_dsn_argument(parser)
-    add_user_argument(parser)
-    parser.set_defaults(func=cmd_import)
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar on stderr (default: on a terminal, from 10 files on)",
+    )
+    bar.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_options(parser, cmd_import, json="the summary", user=True)
 
 
 def _dry_run_file(path: Path, summary: ImportSummary) -> None:
-    from pydbal.formats import parse_import
-    from pydbal.validation import validate_definition
-
-    definitions = parse_import(path.read_bytes(), source_name=path.name)
-    for d in definitions:
-        try:
-            report = validate_definition(d.nodes, d.edges, d.variables, d.config)
-        except DBALError:
-            summary.invalid += 1
-            continue
-        if report.valid:
+    """Count a file's workflows as valid / invalid, or the file as refused, storing nothing."""
+    for entry in validate_file(path):
+        if "index" not in entry:  # the file itself was refused
+            summary.refused.append((str(path), entry["refused"]))
+        elif entry["valid"]:
             summary.valid += 1
         else:
             summary.invalid += 1
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    """Import the files (or only validate them with --dry-run) and print the summary; exit 0,
+    1 (refused files or invalid workflows), 2 (usage, no files, no database) or 128 + signal."""
+
     async def body() -> int:
         files = expand_paths(args.paths)
         if not files:
@@ -261,18 +231,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         if args.dry_run:
             for path in files:
                 summary.files += 1
-                try:
-                    _dry_run_file(path, summary)
-                except DBALError as exc:
-                    summary.refused.append((str(path), _reason(exc)))
-                except OSError as exc:
-                    summary.refused.append((str(path), f"cannot read: {exc.strerror}"))
+                _dry_run_file(path, summary)
                 progress.step(path.name)
         else:
             dsn = operator_dsn(args)
             # Each file is one transaction (all its workflows or none): a signal stops the
             # import between files, a second one rolls the current file back.
-            async with _open_db(dsn) as db, Interrupts() as stop:
+            async with open_db(dsn) as db, Interrupts() as stop:
                 tenant = db.tenant(args.tenant, user_id=user_of(args), role="supergod")
                 for index, path in enumerate(files):
                     if stop.signal is not None:
@@ -282,7 +247,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     try:
                         created = await tenant.workflows.import_many(path)
                     except DBALError as exc:
-                        summary.refused.append((str(path), _reason(exc)))
+                        summary.refused.append((str(path), reason(exc)))
                     except asyncio.CancelledError:
                         if stop.signal is None:
                             raise
@@ -312,6 +277,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _print_summary(summary: ImportSummary, args: argparse.Namespace) -> None:
+    """The import summary as text or (``--json``) JSON, on stdout."""
     data = summary.as_dict()
     if args.json:
         print(json.dumps({"dryRun": args.dry_run, **data}, indent=2))
@@ -333,74 +299,3 @@ def _print_summary(summary: ImportSummary, args: argparse.Namespace) -> None:
         print("refused files:")
         for name, reason in summary.refused:
             print(f"  {name}: {reason}")
-
-
-# --------------------------------------------------------------------------------------------
-# validate
-
-
-def add_validate_parser(subparsers: _SubParsers) -> None:
-    parser = subparsers.add_parser(
-        "validate",
-        help="validate workflow files offline (no database); exit 1 if any has errors",
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="files or folders (*.json)")
-    parser.add_argument("--json", action="store_true", help="print the reports as JSON")
-    parser.add_argument(
-        "--quiet", "-q", action="store_true", help="only list workflows with errors"
-    )
-    parser.set_defaults(func=cmd_validate)
-
-
-def validate_file(path: Path) -> list[dict[str, Any]]:
-    """One entry per workflow of the file (or one ``refused`` entry for the file)."""
-    from pydbal.formats import parse_import
-    from pydbal.validation import validate_definition
-
-    try:
-        definitions = parse_import(path.read_bytes(), source_name=path.name)
-    except DBALError as exc:
-        return [{"file": str(path), "refused": _reason(exc), "valid": False}]
-    except OSError as exc:
-        return [{"file": str(path), "refused": f"cannot read: {exc.strerror}", "valid": False}]
-    entries = []
-    for index, d in enumerate(definitions):
-        entry: dict[str, Any] = {"file": str(path), "index": index, "name": d.name}
-        try:
-            report = validate_definition(d.nodes, d.edges, d.variables, d.config)
-        except DBALError as exc:
-            entry.update(valid=False, refused=exc.message)
-        else:
-            entry.update(report.model_dump(mode="json", by_alias=True))
-        entries.append(entry)
-    return entries
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    files = expand_paths(args.files)
-    if not files:
-        print("pydbal validate: no files", file=sys.stderr)
-        return EXIT_USAGE
-    entries = [e for path in files for e in validate_file(path)]
-    bad = [e for e in entries if not e["valid"]]
-    if args.json:
-        print(json.dumps(entries, indent=2, ensure_ascii=False))
-    else:
-        for e in entries:
-            if e["valid"] and args.quiet:
-                continue
-            where = e["file"] if "index" not in e else f"{e['file']}[{e['index']}]"
-            label = f" ({e['name']})" if e.get("name") else ""
-            if "refused" in e:
-                print(f"REFUSED {where}: {e['refused']}")
-                continue
-            status = "ok     " if e["valid"] else "INVALID"
-            counts = f"{len(e['errors'])} error(s), {len(e['warnings'])} warning(s)"
-            print(f"{status} {where}{label}: {counts}")
-            for issue in e["errors"] + ([] if args.quiet else e["warnings"]):
-                print(
-                    f"    {issue['severity']:7} {issue['code']} at {issue['path']}: "
-                    f"{issue['message']}"
-                )
-        print(f"{len(entries) - len(bad)} valid, {len(bad)} with errors, {len(files)} file(s)")
-    return EXIT_FAILED if bad else EXIT_OK

@@ -1,5 +1,6 @@
-"""Operator subcommands for the scheduler and retention: ``maintenance run|schedule|unschedule``
-and ``retention show|set``. They need a superuser DSN (an operator's)."""
+"""``pydbal maintenance run|schedule|unschedule`` and ``pydbal retention show|set``: the
+maintenance job (expired locks, partitions, retention) and how long data is kept
+(:mod:`pydbal.maintenance`). They need a superuser DSN (an operator's)."""
 
 from __future__ import annotations
 
@@ -8,31 +9,31 @@ import json
 import sys
 from typing import Any
 
-from pydbal import queries as q
-from pydbal.cli_common import (
+from pydbal.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
-    add_dsn_argument,
-    add_user_argument,
-    connect_raw,
+    SubParsers,
+    add_options,
     operator_dsn,
     run,
+    superuser_connection,
     user_of,
 )
 from pydbal.maintenance import KINDS, format_keep, parse_keep
 
-_SubParsers = Any
 
-
-async def _require_superuser(conn: Any, what: str) -> None:
-    if not await conn.fetchval(q.IS_SUPERUSER):
-        raise CommandError(f"{what} needs a superuser DSN (an operator's)", EXIT_USAGE)
-
-
-def add_maintenance_parser(subparsers: _SubParsers) -> None:
+def add_maintenance_parser(subparsers: SubParsers) -> None:
+    """``pydbal maintenance run|schedule|unschedule``."""
     parser = subparsers.add_parser(
-        "maintenance", help="run or schedule the maintenance job (locks, partitions, retention)"
+        "maintenance",
+        help="run or schedule the maintenance job: locks, partitions, retention (needs a "
+        "superuser)",
+        description="The maintenance job releases expired locks, keeps partitions and removes "
+        "data past its retention. Run it once, or register it with pg_cron (every minute) "
+        "where that extension is installed; without pg_cron pydbal processes run it "
+        "(connect(maintenance=True)). Needs a superuser DSN. Exit 0 done (also: skipped, or "
+        "nothing to schedule), 2 usage error, no database or not a superuser's DSN.",
     )
     sub = parser.add_subparsers(dest="maintenance_command", required=True, metavar="ACTION")
     for name, text in (
@@ -41,20 +42,17 @@ def add_maintenance_parser(subparsers: _SubParsers) -> None:
         ("unschedule", "remove its pg_cron job"),
     ):
         p = sub.add_parser(name, help=text)
-        add_dsn_argument(p)
-        p.set_defaults(func=cmd_maintenance)
+        add_options(p, cmd_maintenance, dsn="a superuser")
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:
+    """Run, schedule or unschedule the job; exit 0, or 2 (no database, not a superuser)."""
     from pydbal import maintenance as m
 
     async def body() -> int:
         dsn = operator_dsn(args)
-        conn = await connect_raw(dsn)
-        try:
-            await _require_superuser(conn, f"maintenance {args.maintenance_command}")
-        finally:
-            await conn.close()
+        async with superuser_connection(dsn, f"maintenance {args.maintenance_command}"):
+            pass  # only the check: refuse a DSN that is not a superuser's before acting
         if args.maintenance_command == "run":
             row = await m.run_once(dsn, runner="cli")
             if row is None:
@@ -73,6 +71,7 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 
 def _describe_run(row: dict[str, Any]) -> str:
+    """One line about a maintenance run: when, by whom, what it cleared and removed, errors."""
     removed = row.get("removed") or {}
     if isinstance(removed, str):
         removed = json.loads(removed)
@@ -91,35 +90,42 @@ def _describe_run(row: dict[str, Any]) -> str:
     return text
 
 
-def add_retention_parser(subparsers: _SubParsers) -> None:
-    parser = subparsers.add_parser("retention", help="show or set how long data is kept")
+def add_retention_parser(subparsers: SubParsers) -> None:
+    """``pydbal retention show|set``."""
+    parser = subparsers.add_parser(
+        "retention",
+        help="show or set how long data is kept (needs a superuser)",
+        description="How long the maintenance job keeps each kind of data, as defaults and "
+        "per-tenant overrides. Needs a superuser DSN. Exit 0 done, 2 usage error (nothing to "
+        "set, a value that is not a duration), no database or not a superuser's DSN.",
+    )
     sub = parser.add_subparsers(dest="retention_command", required=True, metavar="ACTION")
     show = sub.add_parser("show", help="the defaults, or a tenant's effective retention")
-    show.add_argument("--tenant")
-    show.add_argument("--json", action="store_true", help="print JSON")
-    add_dsn_argument(show)
-    show.set_defaults(func=cmd_retention)
+    show.add_argument("--tenant", help="show this tenant's effective retention")
+    add_options(show, cmd_retention, json="", dsn="a superuser")
     set_ = sub.add_parser(
         "set", help="set defaults, or a tenant's overrides ('default' removes one)"
     )
-    set_.add_argument("--tenant")
+    set_.add_argument("--tenant", help="set this tenant's overrides instead of the defaults")
     for kind in KINDS:
         set_.add_argument(
-            f"--{kind.replace('_', '-')}", dest=kind, metavar="KEEP", help="e.g. 30d, 12h, 2y"
+            f"--{kind.replace('_', '-')}",
+            dest=kind,
+            metavar="KEEP",
+            help=f"how long to keep {kind.replace('_', ' ')}, e.g. 30d, 12h, 2y "
+            "('default': the tenant follows the default again)",
         )
-    add_dsn_argument(set_)
-    add_user_argument(set_)
-    set_.set_defaults(func=cmd_retention)
+    add_options(set_, cmd_retention, dsn="a superuser", user=True)
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
+    """Show or set retention, then print it; exit 0, or 2 (usage, no database, not a
+    superuser)."""
     from pydbal import maintenance as m
 
     async def body() -> int:
         dsn = operator_dsn(args)
-        conn = await connect_raw(dsn)
-        try:
-            await _require_superuser(conn, f"retention {args.retention_command}")
+        async with superuser_connection(dsn, f"retention {args.retention_command}") as conn:
             if args.retention_command == "set":
                 changes = {k: getattr(args, k) for k in KINDS if getattr(args, k) is not None}
                 if not changes:
@@ -136,8 +142,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
                             conn, kind, keep, tenant=args.tenant, user=user_of(args)
                         )
             rows = await m.show_retention(conn, args.tenant)
-        finally:
-            await conn.close()
         if getattr(args, "json", False):
             print(
                 json.dumps(
@@ -159,6 +163,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 
 def print_maintenance_status(info: dict[str, Any], out: Any = None) -> None:
+    """``pydbal status``'s lines about the scheduler and the last maintenance run."""
     out = out if out is not None else sys.stdout
     job = info.get("cron_job")
     out.write(f"scheduler:      {'pg_cron job ' + str(job['jobid']) if job else 'in-process'}\n")
