@@ -1,7 +1,7 @@
 -- 15_limits.sql — the database's hard limits on input, and the checks that apply them.
 --
 -- Guarantees:
---   * dbal.limit_value(name) holds every limit once; pydbal/limits.py mirrors it as HARD and
+--   * dbal.limit_value(name) holds every limit once; pydbal/limits/ mirrors it as HARD and
 --     tests/test_limits.py compares the two (dbal.limits() lists them all).
 --   * Whatever writes a row — pydbal, direct SQL, an operator — a value over a limit is refused
 --     with SQLSTATE D0422 (VALIDATION_ERROR) and DETAIL {"field", "limit", "max", "actual"}:

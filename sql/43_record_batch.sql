@@ -1,6 +1,6 @@
 -- 43_record_batch.sql — recording many executions of one tenant in one statement.
 --
--- record_executions is the batch entry point of pydbal's recorder (pydbal/recorder.py): one
+-- record_executions is the batch entry point of pydbal's recorder (pydbal/recorder/): one
 -- statement per tenant and batch (on Citus, one call delegated to the tenant's worker), with the
 -- guarantees of record_execution (dbal.record_one, sql/41_record_execution.sql) for every item:
 --   * idempotent per execution id, within a batch too: a repeated id is 'duplicate', a 'pending'

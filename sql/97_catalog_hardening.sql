@@ -14,7 +14,7 @@
 -- pg_read_all_stats (so monitoring roles keep them). pg_stats needs nothing: it shows only
 -- columns the reader may SELECT, and analysts may select no base table column.
 -- Temporary tables: CREATE DATABASE … TEMPLATE does not copy database privileges, so revoking
--- TEMPORARY from PUBLIC happens in `pydbal analysts grant` (pydbal/cli_analysts.py), per
+-- TEMPORARY from PUBLIC happens in `pydbal analysts grant` (pydbal/cli/analysts.py), per
 -- database, and here for the database being migrated. `pydbal status` reports what holds.
 -- Runs as the migrating superuser. Catalog objects are per database: other databases of the
 -- server are not touched.

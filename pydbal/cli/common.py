@@ -150,7 +150,7 @@ def run(name: str, body: Callable[[], Awaitable[int]]) -> int:
         return EXIT_USAGE
     except DBALError as exc:
         print(f"pydbal {name}: {exc.code.name}: {exc.message}", file=sys.stderr)
-        # bad input (pydbal/limits.py) is a usage error; anything else, a failed operation
+        # bad input (pydbal/limits/) is a usage error; anything else, a failed operation
         return EXIT_USAGE if exc.code == ErrorCode.VALIDATION_ERROR else EXIT_FAILED
     except RecursionError:
         print(f"pydbal {name}: the input is nested too deeply", file=sys.stderr)

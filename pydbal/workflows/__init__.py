@@ -2,8 +2,9 @@
 
 Every method is one (or, for bulk and definition changes, a few) statements calling the
 ``dbal.api_*`` entry points (``sql/71_api_writes.sql``, ``sql/74_api_reads.sql``) and the
-lock/execution functions of ``sql/40_locks.sql`` and ``sql/41_record_execution.sql``. Access rules are checked here for clear
-errors and enforced by the database regardless (row-level security, role checks in SQL).
+lock/execution functions of ``sql/40_locks.sql`` and ``sql/41_record_execution.sql``. Access
+rules are checked here for clear errors and enforced by the database regardless (row-level
+security, role checks in SQL).
 
 One module per concern, each holding one class that builds on the classes it uses (all on
 ``_base._Base``, which declares the shared attributes); :class:`Workflows` joins them:
