@@ -13,10 +13,10 @@ import contextlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import pytest
+from factories import valid_definition
 
 import pydbal
 from pydbal.cli.analysts import grant_analyst
@@ -28,15 +28,7 @@ TENANTS = ("acme", "globex", "initech")
 _numbers = itertools.count(1)
 
 
-def definition(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "nodes": [
-            {"id": "t", "name": "Start", "type": "n8n-nodes-base.manualTrigger"},
-            {"id": "s", "name": "Set", "type": "n8n-nodes-base.set"},
-        ],
-        "edges": {"Start": {"main": [[{"node": "Set", "type": "main", "index": 0}]]}},
-    }
+definition = valid_definition  # a valid two-node workflow (tests/factories.py)
 
 
 @dataclass

@@ -16,6 +16,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from factories import (  # noqa: F401  (re-exported for the API tests)
+    cyclic_definition,
+    valid_definition,
+    valid_edges,
+    valid_nodes,
+)
 
 import pydbal
 from pydbal import DBALError, ErrorCode, Tenant
@@ -28,32 +34,7 @@ ROLES = ("user", "admin", "god", "supergod")
 # --- builders ----------------------------------------------------------------------------------
 
 
-def valid_nodes(prefix: str = "") -> list[dict[str, Any]]:
-    return [
-        {"id": f"{prefix}t", "name": f"{prefix}Start", "type": "n8n-nodes-base.manualTrigger"},
-        {"id": f"{prefix}s", "name": f"{prefix}Set", "type": "n8n-nodes-base.set"},
-    ]
-
-
-def valid_edges(prefix: str = "") -> dict[str, Any]:
-    return {f"{prefix}Start": {"main": [[{"node": f"{prefix}Set", "type": "main", "index": 0}]]}}
-
-
-def valid_definition(name: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "nodes": valid_nodes(), "edges": valid_edges(), **extra}
-
-
-def cyclic_definition(name: str, **extra: Any) -> dict[str, Any]:
-    """Well-formed but invalid: a cycle no node can leave (CIRCULAR_DEPENDENCY)."""
-    nodes = [
-        {"id": "a", "name": "A", "type": "n8n-nodes-base.set"},
-        {"id": "b", "name": "B", "type": "n8n-nodes-base.set"},
-    ]
-    edges = {
-        "A": {"main": [[{"node": "B", "type": "main", "index": 0}]]},
-        "B": {"main": [[{"node": "A", "type": "main", "index": 0}]]},
-    }
-    return {"name": name, "nodes": nodes, "edges": edges, **extra}
+# valid_nodes, valid_edges, valid_definition, cyclic_definition: tests/factories.py
 
 
 # --- expectations ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 from dbhelpers import expire_leases
+from factories import dangling_definition, valid_definition
 
 import pydbal
 from pydbal.cli import main
@@ -31,14 +32,9 @@ if not CORPUS.is_dir():
 
 
 def definition(name: str, *, valid: bool = True) -> dict[str, Any]:
-    nodes = [
-        {"id": "t", "name": "Start", "type": "n8n-nodes-base.manualTrigger"},
-        {"id": "s", "name": "Set", "type": "n8n-nodes-base.set"},
-    ]
-    edges: dict[str, Any] = {"Start": {"main": [[{"node": "Set", "type": "main", "index": 0}]]}}
-    if not valid:
-        edges["Set"] = {"main": [[{"node": "Nowhere", "type": "main", "index": 0}]]}
-    return {"name": name, "nodes": nodes, "edges": edges, "tags": ["t1"], "description": name}
+    """A workflow file's content: valid, or with an edge to a missing node."""
+    build = valid_definition if valid else dangling_definition
+    return build(name, tags=["t1"], description=name)
 
 
 async def cli(*argv: str) -> int:
