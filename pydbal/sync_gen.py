@@ -84,7 +84,7 @@ def render() -> str:
 
     namespace = vars(workflows)
     imports = {"from typing import Any", "import contextlib"}
-    imports.add("from pydbal.sync import SyncOperations")
+    imports.add("from pydbal.sync_portal import SyncOperations")
     body: list[str] = []
     for name, kind, sig in _methods(workflows.Workflows):
         params = ["self"]
