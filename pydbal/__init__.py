@@ -6,6 +6,7 @@ async with pydbal.connect() as db:
     wf = await acme.workflows.create({"name": "Hello", "nodes": [...], "edges": {...}})
 """
 
+from pydbal._version import __version__
 from pydbal.database import Database, SchemaOutdatedError, Tenant, connect
 from pydbal.errors import DBALError, ErrorCode
 from pydbal.health import Health
@@ -32,8 +33,6 @@ from pydbal.validation import (
     ValidationReport,
     validate_definition,
 )
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "VALIDATOR_VERSION",

@@ -1,83 +1,50 @@
-"""Opening a database: the connection pool, the schema check, and tenant scopes.
+"""Opening a database, and the objects it is used through: ``Database`` and ``Tenant``.
 
 ``pydbal.connect()`` finds the server (argument → ``$PYDBAL_DSN`` → an embedded PostgreSQL),
-checks that its schema is the one this package expects (migrating the embedded server on first
-use; any other server must be migrated with ``pydbal migrate``), and opens an asyncpg pool.
-Every request is one statement calling a ``dbal.api_*`` function that sets its own
-transaction-local context, so pooled connections never carry session state and the pool's
-reset round trip can be skipped.
+checks that its schema is the one this package expects and opens an asyncpg pool
+(:mod:`pydbal.pool`), then builds the Database (statements: :mod:`pydbal.statements`), its cache
+(:mod:`pydbal.cache`), the background re-validator (:mod:`pydbal.revalidate`; the cache holds it
+to report and stop it), and when asked the maintenance scheduler and telemetry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import orjson
 
 from pydbal import limits as lim
-from pydbal import migrate as migrations
 from pydbal import queries as q
-from pydbal.errors import DBALError, ErrorCode, from_postgres
+from pydbal.cache import Cache
+from pydbal.errors import DBALError, ErrorCode
 from pydbal.instrument import TelemetryOptions, Tracer
 from pydbal.models import ROLES
+from pydbal.pool import SchemaOutdatedError, open_pool
+from pydbal.revalidate import Revalidator
 from pydbal.server import is_embedded, resolve_dsn
+from pydbal.statements import Statements, translate
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
-    from pydbal.cache import Cache
     from pydbal.health import Health
     from pydbal.maintenance import Scheduler
     from pydbal.recorder import Recorder
     from pydbal.workflows import Workflows
 
-R = TypeVar("R")
+__all__ = ["Database", "SchemaOutdatedError", "Tenant", "connect", "translate"]
+
 log = logging.getLogger("pydbal")
 CloseHook = Callable[[], Awaitable[None]]
 
 
-class SchemaOutdatedError(RuntimeError):
-    """The database's schema is not the one this version of pydbal needs."""
-
-
-def _encode_json(value: Any) -> str:
-    # Values are pre-encoded by pydbal (str); anything else is encoded here.
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    for name in ("jsonb", "json"):
-        await conn.set_type_codec(
-            name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
-        )
-
-
-async def _reset_connection(conn: asyncpg.Connection) -> None:
-    # Context is transaction-local: a connection released outside a transaction carries no
-    # request state, so asyncpg's reset round trip (advisory unlock, CLOSE ALL, RESET ALL) is
-    # only needed when a caller left something open.
-    if conn.is_in_transaction():
-        await conn.reset()
-
-
-def translate(exc: BaseException) -> BaseException:
-    """The DBALError for a database error, or the error itself."""
-    mapped = from_postgres(exc)
-    return mapped if mapped is not None else exc
-
-
-class Database:
+class Database(Statements):
     """An open pydbal database. Create with ``await pydbal.connect(...)``."""
 
     def __init__(
@@ -89,18 +56,7 @@ class Database:
         cache: Cache,
         limits: lim.Limits = lim.DEFAULTS,
     ) -> None:
-        self._pool = pool
-        # Connections kept checked out of the pool between statements (at most the pool's size):
-        # taking one is a list pop, where the pool's acquire and release cost ~50 µs of an
-        # uncached get. A connection goes back to the pool (which resets or replaces it) after
-        # any error, a cancellation or an open transaction; the rest wait here for the next call.
-        self._idle: list[asyncpg.Connection] = []
-        self._held = 0  # connections taken from the pool: idle ones and those in use
-        self._max = pool.get_max_size()
-        self._waiters: collections.deque[asyncio.Future[asyncpg.Connection | None]] = (
-            collections.deque()
-        )
-        self._closing = False
+        super().__init__(pool)
         self.dsn = dsn
         self.embedded = embedded
         self.cache = cache
@@ -127,96 +83,6 @@ class Database:
                 {"role": role},
             )
         return Tenant(self, tenant_id, user_id, role)
-
-    # -- statements ---------------------------------------------------------------------------
-    async def _checkout(self) -> asyncpg.Connection:
-        """A connection for one statement or transaction: an idle one, else a new one from the
-        pool while fewer than its max_size are held, else the next one checked in."""
-        while True:
-            if self._idle:
-                return self._idle.pop()
-            if self._held < self._max:
-                self._held += 1
-                try:
-                    conn: asyncpg.Connection = await self._pool.acquire()
-                except asyncpg.PostgresError as exc:  # raised by a new connection's init
-                    self._held -= 1
-                    raise translate(exc) from exc
-                except BaseException:
-                    self._held -= 1
-                    raise
-                return conn
-            fut: asyncio.Future[asyncpg.Connection | None] = (
-                asyncio.get_running_loop().create_future()
-            )
-            self._waiters.append(fut)
-            try:
-                handed = await fut
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():  # handed over as we were cancelled
-                    late = fut.result()
-                    if late is not None:
-                        await self._checkin(late, clean=True)
-                    else:
-                        self._wake(None)
-                raise
-            if handed is not None:
-                return handed
-            # a connection went back to the pool: take its place (loop)
-
-    def _wake(self, conn: asyncpg.Connection | None) -> bool:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(conn)
-                return True
-        return False
-
-    async def _checkin(self, conn: asyncpg.Connection, clean: bool) -> None:
-        if clean and not self._closing and not conn.is_closed() and not conn.is_in_transaction():
-            if not self._wake(conn):
-                self._idle.append(conn)
-            return
-        self._held -= 1
-        try:
-            await self._pool.release(conn)
-        finally:
-            self._wake(None)
-
-    async def _run(self, fn: Callable[[asyncpg.Connection], Awaitable[R]]) -> R:
-        conn = await self._checkout()
-        try:
-            result = await fn(conn)
-        except BaseException as exc:
-            await self._checkin(conn, clean=False)
-            if isinstance(exc, (asyncpg.PostgresError, asyncpg.DataError)):
-                raise translate(exc) from exc
-            raise
-        await self._checkin(conn, clean=True)
-        return result
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._run(lambda c: c.fetch(query, *args))
-
-    async def fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self._run(lambda c: c.fetchrow(query, *args))
-
-    async def fetchval(self, query: str, *args: Any) -> Any:
-        return await self._run(lambda c: c.fetchval(query, *args))
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        """A connection inside one transaction; database errors become DBALError."""
-        conn = await self._checkout()
-        clean = False
-        try:
-            async with conn.transaction():
-                yield conn
-            clean = True
-        except (asyncpg.PostgresError, asyncpg.DataError) as exc:
-            raise translate(exc) from exc
-        finally:
-            await self._checkin(conn, clean)
 
     # -- the batched recorder -----------------------------------------------------------------
     def recorder(self, **options: Any) -> Recorder:
@@ -313,11 +179,7 @@ class Database:
             for name, hook in self._close_hooks:
                 await self._bounded(f"close hook {name!r}", hook(), left(1.0))
             await self._bounded("closing the cache", self.cache.close(), 2.0)
-            idle, self._idle = self._idle, []  # connections checked out between statements
-            self._held -= len(idle)
-            for conn in idle:
-                with contextlib.suppress(Exception):
-                    await self._pool.release(conn)
+            await self._release_idle()
             try:
                 await asyncio.wait_for(self._pool.close(), left(0.5))
             except (TimeoutError, Exception) as exc:
@@ -379,34 +241,6 @@ class Tenant:
         return await self.db.fetchval(q.SET_RETENTION, *self.ctx, kind, keep)  # type: ignore[no-any-return]
 
 
-async def _check_schema(
-    dsn: str, embedded: bool, auto_migrate: bool | None, statement_cache_size: int
-) -> None:
-    conn = await asyncpg.connect(dsn, statement_cache_size=statement_cache_size)
-    try:
-        exists = await conn.fetchval(q.LEDGER_EXISTS)
-        version = await conn.fetchval(q.SCHEMA_VERSION) if exists else None
-    except asyncpg.PostgresError as exc:
-        raise translate(exc) from exc
-    finally:
-        await conn.close()
-    expected = migrations.SCHEMA_VERSION
-    if version == expected:
-        return
-    if version is not None and version > expected:
-        raise SchemaOutdatedError(
-            f"the database's schema ({version}) is newer than this pydbal ({expected}): "
-            "upgrade the package"
-        )
-    if auto_migrate if auto_migrate is not None else embedded:
-        await migrations.migrate(dsn)
-        return
-    raise SchemaOutdatedError(
-        f"the database's schema is {version or 'not installed'}, pydbal needs {expected}: "
-        "run `pydbal migrate --dsn ...` (as a superuser) first"
-    )
-
-
 async def _open(
     dsn: str | None,
     redis_url: str | None,
@@ -425,35 +259,36 @@ async def _open(
     pgbouncer: bool,
     telemetry: bool | TelemetryOptions | None,
 ) -> Database:
-    from pydbal.cache import Cache
-
     tracer: Tracer | None = None
     if telemetry:
         tracer = _telemetry(telemetry)
-    if pgbouncer:
-        # PgBouncer in transaction mode hands each transaction to any server connection: a
-        # named prepared statement made on one is unknown on the next. Unnamed statements only.
-        statement_cache_size = 0
     resolved = resolve_dsn(dsn)
     embedded = is_embedded(resolved)
-    await _check_schema(resolved, embedded, auto_migrate, statement_cache_size)
-    try:
-        pool = await asyncpg.create_pool(
-            resolved,
-            min_size=min_size,
-            max_size=max_size,
-            command_timeout=command_timeout,
-            statement_cache_size=statement_cache_size,
-            init=_init_connection,
-            reset=_reset_connection,
-            **pool_options,
-        )
-    except asyncpg.PostgresError as exc:
-        raise translate(exc) from exc
+    pool = await open_pool(
+        resolved,
+        embedded=embedded,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=command_timeout,
+        statement_cache_size=statement_cache_size,
+        auto_migrate=auto_migrate,
+        pgbouncer=pgbouncer,
+        pool_options=pool_options,
+    )
     redis = redis_url if redis_url is not None else os.environ.get("PYDBAL_REDIS_URL")
     cache = Cache(redis, **cache_options)
     db = Database(pool, resolved, embedded=embedded, cache=cache, limits=limits)
     await cache.start(db)
+    if cache.options["revalidate"]:
+        # The database owns the re-validator (it reads through db's tenant scopes); the cache
+        # holds it to report it in background() and stop it first when closing.
+        cache.revalidator = Revalidator(
+            cache,
+            db,
+            interval=float(cache.options["revalidate_interval"]),
+            batch=int(cache.options["revalidate_batch"]),
+        )
+        cache.revalidator.start()
     run_maintenance = (
         maintenance if maintenance is not None else (embedded or bool(maintenance_dsn))
     )

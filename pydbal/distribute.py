@@ -21,12 +21,12 @@ from typing import Any
 
 import asyncpg
 
-from pydbal.migrate import ledger_exists
 from pydbal.schema import (
     MigrationError,
     Roles,
     execute_file,
     has_extension,
+    ledger_exists,
     render,
     resolve_roles,
     schema_dirs,

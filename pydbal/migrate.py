@@ -40,6 +40,7 @@ from pydbal.schema import (
     execute_file,
     file_label,
     has_extension,
+    ledger_exists,
     migration_files,
     resolve_roles,
     schema_dirs,
@@ -103,11 +104,6 @@ async def _require_superuser(conn: Any) -> None:
             "superuser (e.g. postgres) to install or upgrade the schema; the application itself "
             "then runs as the app role"
         )
-
-
-async def ledger_exists(conn: Any) -> bool:
-    """Whether the connected database has the ledger table ``dbal.schema_migrations``."""
-    return bool(await conn.fetchval(q.LEDGER_EXISTS))
 
 
 async def _applied(conn: Any) -> list[tuple[str, str]]:

@@ -2,8 +2,9 @@
 
 Validation results live in the database with ``valid_until`` (1 hour) and the validator's
 version; ``dbal.effective_validation_status`` reads an expired or old-version 'valid' result as
-'stale'. This task, started by ``Cache.start`` (unless ``cache={"revalidate": False}``) and
-stopped by ``Database.close``, wakes every ``revalidate_interval`` seconds and, for every tenant
+'stale'. This task, created and started by ``pydbal.connect`` for its Database (unless
+``cache={"revalidate": False}``), handed to the cache as ``Cache.revalidator`` and stopped by
+``Database.close``, wakes every ``revalidate_interval`` seconds and, for every tenant
 this process has served, re-validates the workflows that read as stale, in batches, bypassing
 the cache for its own reads so it sees what the database says now.
 """
@@ -15,6 +16,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from pydbal.cache import bypass
 from pydbal.errors import DBALError
 
 if TYPE_CHECKING:
@@ -28,6 +30,10 @@ MAX_BATCHES_PER_TENANT = 10
 
 
 class Revalidator:
+    """Re-validates, every ``interval`` seconds, the stale workflows of the tenants ``cache``
+    served, through ``db``; at most ``batch`` (1..100) per page, MAX_BATCHES_PER_TENANT pages
+    per tenant and pass."""
+
     def __init__(self, cache: Cache, db: Database, *, interval: float, batch: int) -> None:
         self.cache = cache
         self.db = db
@@ -72,8 +78,6 @@ class Revalidator:
 
     async def run_once(self) -> int:
         """One pass over the served tenants; returns how many workflows were re-validated."""
-        from pydbal.cache import bypass
-
         done = 0
         for tenant in self.cache.served_tenants():
             workflows = self.db.tenant(tenant, user_id=USER_ID, role="user").workflows

@@ -189,3 +189,8 @@ async def close_public_temp(conn: Any, roles: Roles) -> None:
 async def has_extension(conn: Any, name: str) -> bool:
     """Whether the connected database has the extension ``name`` installed."""
     return bool(await conn.fetchval(q.EXTENSION_INSTALLED, name))
+
+
+async def ledger_exists(conn: Any) -> bool:
+    """Whether the connected database has the ledger table ``dbal.schema_migrations``."""
+    return bool(await conn.fetchval(q.LEDGER_EXISTS))

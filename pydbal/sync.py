@@ -14,111 +14,16 @@ itself: it raises RuntimeError instead. Async code should use ``pydbal.connect``
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
-import threading
-from collections.abc import Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from pydbal.sync_portal import Portal, SyncOperations
 
 if TYPE_CHECKING:
     from pydbal.database import Database, Tenant
     from pydbal.health import Health
     from pydbal.sync_workflows import SyncWorkflows
-    from pydbal.workflows import Workflows
 
-T = TypeVar("T")
-
-
-class Portal:
-    """One event loop running in a private daemon thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self.thread = threading.Thread(target=self._main, name="pydbal-sync-loop", daemon=True)
-        self.thread.start()
-        self._ready.wait()
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.call_soon(self._ready.set)
-        self.loop.run_forever()
-
-    def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and wait for its result (or its exception)."""
-        if threading.get_ident() == self.thread.ident:
-            coro.close()
-            raise RuntimeError(
-                "the pydbal sync facade was called from its own event loop: use the async API"
-            )
-        if self.loop.is_closed():
-            coro.close()
-            from pydbal.instrument import DatabaseClosedError
-
-            raise DatabaseClosedError("the database is closed")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # the caller was interrupted (KeyboardInterrupt): stop the call too
-            raise
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def stop(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        if not self.thread.is_alive():
-            self.loop.close()
-
-
-class SyncOperations:
-    """Base of the generated :class:`pydbal.sync_workflows.SyncWorkflows`."""
-
-    def __init__(self, portal: Portal, operations: Workflows) -> None:
-        self._portal = portal
-        self._async = operations
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._portal.call(coro)
-
-    @contextlib.contextmanager
-    def _context(self, cm: contextlib.AbstractAsyncContextManager[T]) -> Iterator[T]:
-        """An async context manager entered and exited in one task on the loop; the block runs
-        in the caller's thread in between. (A deadline that fires meanwhile cannot interrupt
-        the caller's thread: it is reported when the block ends.)"""
-        portal = self._portal
-        entered: concurrent.futures.Future[tuple[T, asyncio.Event]] = concurrent.futures.Future()
-        failure: list[BaseException] = []
-
-        async def hold() -> None:
-            release = asyncio.Event()
-            async with cm as value:
-                entered.set_result((value, release))
-                await release.wait()
-                if failure:
-                    raise failure[0]
-
-        task = portal.submit(hold())
-        pending: list[concurrent.futures.Future[Any]] = [entered, task]
-        concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-        if not entered.done():
-            task.result()  # raises what entering raised
-            raise RuntimeError("the context manager did not enter")  # pragma: no cover
-        value, release = entered.result()
-        try:
-            yield value
-        except BaseException as exc:
-            failure.append(exc)
-            portal.loop.call_soon_threadsafe(release.set)
-            task.result()  # re-raises exc, or what the context manager raised instead
-            return  # the context manager suppressed it
-        portal.loop.call_soon_threadsafe(release.set)
-        task.result()
+__all__ = ["Portal", "SyncDatabase", "SyncOperations", "SyncTenant", "connect_sync"]
 
 
 class SyncTenant:

@@ -96,7 +96,7 @@ def render() -> str:
     from pydbal import workflows
 
     imports = {"from typing import Any", "import contextlib"}
-    imports.add("from pydbal.sync import SyncOperations")
+    imports.add("from pydbal.sync_portal import SyncOperations")
     body: list[str] = []
     for name, kind, sig, namespace in _methods(workflows.Workflows):
         params = ["self"]

@@ -27,7 +27,7 @@ from pydbal.models import (
     WorkflowFilter,
     WorkflowVersion,
 )
-from pydbal.sync import SyncOperations
+from pydbal.sync_portal import SyncOperations
 from pydbal.validation.report import ValidationReport
 from pydbal.workflows import Run
 

@@ -59,7 +59,7 @@ DURATION_BUCKETS = [
 
 
 def _version() -> str:
-    from pydbal import __version__
+    from pydbal._version import __version__
 
     return __version__
 

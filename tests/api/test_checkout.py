@@ -1,4 +1,4 @@
-"""Database's connection checkout (pydbal/database.py ``_checkout``/``_checkin``): connections
+"""Database's connection checkout (pydbal/statements.py ``_checkout``/``_checkin``): connections
 stay checked out of the pool between statements, yet never more than max_size, nobody waits
 forever, and errors, cancellations and open transactions send a connection back to the pool."""
 

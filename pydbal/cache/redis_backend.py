@@ -1,4 +1,5 @@
-"""The warm tier's shared backend: Redis with generation keys, pub/sub, and failure handling.
+"""The warm tier's shared backend (a :class:`pydbal.cache.backend.WarmBackend`): Redis with
+generation keys, pub/sub, and failure handling.
 
 Keys of one tenant share a hash tag ``{<namespace>:<tenant>}``; the namespace identifies the
 database (system identifier + database oid), so two databases never share entries. Values are
@@ -118,6 +119,9 @@ RemoteHandler = Callable[[str, list[str], bool], None]
 
 class RedisWarm:
     """Shared warm storage in Redis. Every method is safe to call while Redis is down."""
+
+    shared = True
+    evictions = 0  # Redis evicts by its own policy; nothing is counted here
 
     def __init__(
         self,
