@@ -66,6 +66,14 @@ async def run(dsn: str, redis_url: str, n: int) -> None:
         hot = await pydbal.connect(scratch, cache={**common, "hot_ttl": 3600.0, "warm": False})
         warm_redis = await pydbal.connect(scratch, redis_url, cache={**common, "hot": False})
         warm_mem = await pydbal.connect(scratch, cache={**common, "hot": False})
+        # copies off: hits return the cached objects themselves (no per-hit copy)
+        shared = {**common, "copies": False}
+        hot_shared = await pydbal.connect(
+            scratch, cache={**shared, "hot_ttl": 3600.0, "warm": False}
+        )
+        warm_redis_shared = await pydbal.connect(scratch, redis_url, cache={**shared, "hot": False})
+        warm_mem_shared = await pydbal.connect(scratch, cache={**shared, "hot": False})
+        dbs = (uncached, hot, warm_redis, warm_mem, hot_shared, warm_redis_shared, warm_mem_shared)
         try:
             ws = uncached.tenant("bench", user_id="u", role="admin").workflows
             await ws.create_many(
@@ -76,13 +84,16 @@ async def run(dsn: str, redis_url: str, n: int) -> None:
             def scope(db: pydbal.Database) -> Any:
                 return db.tenant("bench", user_id="u", role="admin").workflows
 
-            u, h, wr, wm = (scope(d) for d in (uncached, hot, warm_redis, warm_mem))
+            u, h, wr, wm, hs, wrs, wms = (scope(d) for d in dbs)
             rows = [
                 ("get", "uncached", await _timed(lambda: u.get(wid), n)),
                 ("get", "hot hit", await _timed(lambda: h.get(wid), n)),
+                ("get", "hot hit, copies off", await _timed(lambda: hs.get(wid), n)),
                 ("list (20)", "uncached", await _timed(lambda: u.list(limit=20), n)),
                 ("list (20)", "warm hit, redis", await _timed(lambda: wr.list(limit=20), n)),
                 ("list (20)", "warm hit, in-process", await _timed(lambda: wm.list(limit=20), n)),
+                ("list (20)", "warm, redis, no copies", await _timed(lambda: wrs.list(), n)),
+                ("list (20)", "warm, in-proc, no copies", await _timed(lambda: wms.list(), n)),
                 ("stats", "uncached", await _timed(lambda: u.get_execution_stats(wid), n)),
                 ("stats", "warm hit, redis", await _timed(lambda: wr.get_execution_stats(wid), n)),
             ]
@@ -91,7 +102,7 @@ async def run(dsn: str, redis_url: str, n: int) -> None:
             base: dict[str, float] = {}
             print(f"{n} timed calls per row; µs per call (uvloop: {_uvloop()})")
             print(
-                f"{'operation':<10} {'path':<22} {'p50':>9} {'p95':>9} {'mean':>9} {'speed-up':>9}"
+                f"{'operation':<10} {'path':<25} {'p50':>9} {'p95':>9} {'mean':>9} {'speed-up':>9}"
             )
             for op, path, xs in rows:
                 p50 = _pct(xs, 50)
@@ -99,11 +110,11 @@ async def run(dsn: str, redis_url: str, n: int) -> None:
                     base[op] = p50
                 ratio = base[op] / p50
                 print(
-                    f"{op:<10} {path:<22} {p50:>9.1f} {_pct(xs, 95):>9.1f} "
+                    f"{op:<10} {path:<25} {p50:>9.1f} {_pct(xs, 95):>9.1f} "
                     f"{statistics.fmean(xs):>9.1f} {ratio:>8.1f}x"
                 )
         finally:
-            for d in (uncached, hot, warm_redis, warm_mem):
+            for d in dbs:
                 await d.close()
     finally:
         admin = await asyncpg.connect(dsn)

@@ -81,12 +81,71 @@ def keep(value: T) -> Kept[T]:
 
     A list or dict of plain data (what JSON decodes to) is kept as ``marshal`` bytes, decoded on
     each call: the fastest full copy measured (bench/bench_cache_copy.py; numbers in
-    :mod:`pydbal.cache.hot`). A model is kept as a shallow copy (its immutable fields) plus
-    snapshots of its list, dict and model fields, put back with ``model_copy(update=…)`` (which
-    marks those fields as set; every value the cache loads has all its fields set). A list or
-    dict holding anything marshal refuses (models, datetimes, subclasses) is kept element by
-    element."""
+    :mod:`pydbal.cache.hot`). A model is kept as its immutable fields plus one marshal record of
+    its list and dict fields (:func:`_keep_model`). A list or dict holding anything marshal
+    refuses (models, datetimes, subclasses) is kept element by element."""
     return _keep(value)
+
+
+def share(value: T) -> Kept[T]:
+    """The value itself at every call: what ``cache={"copies": False}`` keeps (no copy, no
+    protection: a caller that changes a returned value changes what later hits return)."""
+    return lambda: value
+
+
+def lazily(data: bytes, snapshot: Callable[[Any], Kept[Any]]) -> Kept[Any]:
+    """A snapshot of the value encoded in ``data``, taken at the first call (``decode`` then
+    ``snapshot``), so a value decoded for one caller costs nothing more until it is hit again.
+    ``data`` is immutable: no caller can reach what the snapshot is taken from."""
+    made: list[Kept[Any]] = []
+
+    def get() -> Any:
+        if not made:
+            made.append(snapshot(decode(data)))
+        return made[0]()
+
+    return get
+
+
+def _keep_model(value: BaseModel) -> Kept[Any]:
+    """A model's snapshot: its immutable fields shared, its list/dict fields as one ``marshal``
+    record (all of them decoded in one call), nested models kept by :func:`_keep`; each call
+    builds a new instance the way pydantic's ``model_copy`` does (a new ``__dict__``, a copy of
+    the fields-set; extra and private copied when present), without its per-call overhead."""
+    cls = type(value)
+    fields = dict(value.__dict__)
+    plain = {k: v for k, v in fields.items() if type(v) is list or type(v) is dict}
+    data: bytes | None = None
+    if plain:
+        try:
+            data = marshal.dumps(tuple(plain.values()))
+        except ValueError:  # holds something marshal does not write: keep each one
+            data = None
+    names = tuple(plain) if data is not None else ()
+    parts = {
+        k: _keep(v)
+        for k, v in fields.items()
+        if (k not in names) and (type(v) in (list, dict) or isinstance(v, BaseModel))
+    }
+    fields_set = frozenset(value.__pydantic_fields_set__)
+    extra = value.__pydantic_extra__
+    private = value.__pydantic_private__
+    new, put = object.__new__, object.__setattr__
+
+    def copy() -> Any:
+        d = dict(fields)
+        if data is not None:
+            d.update(zip(names, marshal.loads(data), strict=True))
+        for k, part in parts.items():
+            d[k] = part()
+        obj = new(cls)
+        put(obj, "__dict__", d)
+        put(obj, "__pydantic_fields_set__", set(fields_set))
+        put(obj, "__pydantic_extra__", None if extra is None else dict(extra))
+        put(obj, "__pydantic_private__", None if private is None else dict(private))
+        return obj
+
+    return copy
 
 
 def _keep(value: Any) -> Kept[Any]:
@@ -94,15 +153,7 @@ def _keep(value: Any) -> Kept[Any]:
     if kind in _IMMUTABLE:
         return lambda: value
     if isinstance(value, BaseModel):
-        base = value.model_copy()
-        parts = {
-            name: _keep(v)
-            for name, v in value
-            if type(v) in (list, dict) or isinstance(v, BaseModel)
-        }
-        if not parts:
-            return base.model_copy
-        return lambda: base.model_copy(update={name: part() for name, part in parts.items()})
+        return _keep_model(value)
     if kind is list or kind is dict:
         try:
             data = marshal.dumps(value)

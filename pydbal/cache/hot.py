@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from pydbal.cache.codec import Kept, keep
@@ -46,8 +47,11 @@ log = logging.getLogger("pydbal.cache")
 class HotTier:
     """Entries ``(tenant, workflow id) → (snapshot, expiry on time.monotonic())`` and counters."""
 
-    def __init__(self, size: int, max_entries: int) -> None:
+    def __init__(
+        self, size: int, max_entries: int, snapshot: Callable[[Any], Kept[Any]] = keep
+    ) -> None:
         self.size = size
+        self._snapshot = snapshot
         self.max_entries = max_entries
         self._entries: dict[str, OrderedDict[str, tuple[Kept[Any], float]]] = {}
         self._lru: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -102,7 +106,7 @@ class HotTier:
         global bound."""
         if value is not None and getattr(value, "tenant_id", None) != tenant:
             return None
-        kept = keep(value)
+        kept = self._snapshot(value)
         entries = self._entries.setdefault(tenant, OrderedDict())
         entries[workflow_id] = (kept, expires)
         entries.move_to_end(workflow_id)

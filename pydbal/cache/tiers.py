@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydbal.cache.backend import LocalWarm, WarmBackend
-from pydbal.cache.codec import Kept, clock_limit, decode, encode, keep, tenant_ok
+from pydbal.cache.codec import Kept, clock_limit, decode, encode, keep, lazily, share, tenant_ok
 from pydbal.cache.hot import HotTier
 from pydbal.cache.singleflight import SingleFlight
 from pydbal.cache.switch import bypassed
@@ -63,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
     # a warm value whose encoding is larger than this is not kept (memo included): it is served
     # from the database each time, so one huge page cannot fill Redis or stall its connection
     "warm_max_bytes": 1024 * 1024,
+    # every hit returns the caller's own copy (a caller changing it changes nothing cached);
+    # False returns the cached objects themselves: faster for large values, callers must treat
+    # them as read-only (bench/bench_cache.py measures both)
+    "copies": True,
 }
 
 #: Decoded warm values kept by the memo at most.
@@ -92,7 +96,8 @@ class Cache:
         self.warm_ttl = float(o["warm_ttl"])
         self.warm_max_bytes = int(o["warm_max_bytes"])
         self.origin = uuid.uuid4().hex
-        self._hot = HotTier(int(o["hot_size"]), int(o["hot_max"]))
+        self._keep: Callable[[Any], Kept[Any]] = keep if o["copies"] else share
+        self._hot = HotTier(int(o["hot_size"]), int(o["hot_max"]), self._keep)
         self._flights = SingleFlight()
         self._memo: OrderedDict[str, tuple[Kept[Any], float]] = OrderedDict()
         self._tenants: OrderedDict[str, None] = OrderedDict()
@@ -264,7 +269,7 @@ class Cache:
         async def run() -> tuple[T, Kept[T] | None]:
             value, kept = await load()
             if kept is None and flights.followers(key):
-                kept = keep(value)
+                kept = self._keep(value)
             return value, kept
 
         (value, kept), led = await flights.run(key, run)
@@ -329,8 +334,10 @@ class Cache:
                     self._warm_hits += 1
                     note_cache("warm", True)
                     limit = clock_limit(value)
-                    # decoded just now: the caller gets it, the memo a snapshot
-                    self._remember(vk, keep(value), ttl if limit is None else min(ttl, limit))
+                    # decoded just now: the caller gets it, the memo a snapshot of the bytes,
+                    # taken when the memo is first hit
+                    memo_entry = lazily(data, keep) if self._keep is keep else share(value)
+                    self._remember(vk, memo_entry, ttl if limit is None else min(ttl, limit))
                     return cast(T, value)
                 log.error("warm cache entry of another tenant refused for tenant %r", tenant)
         self._warm_misses += 1
@@ -345,7 +352,7 @@ class Cache:
             if data is not None and len(data) > self.warm_max_bytes:
                 self._oversize += 1  # too big to keep: the next read loads it again
             elif data is not None and entry_ttl > 0.001 and tenant_ok(value, tenant):
-                kept = keep(value)
+                kept = self._keep(value)
                 self._remember(vk, kept, entry_ttl)
                 await self._backend.store(vk, data, entry_ttl)
             return value, kept

@@ -30,8 +30,10 @@ def _intact(wf: Any) -> None:
     assert wf.edges == {} and wf.variables == {} and wf.config == {}
 
 
-async def _workflows(open_db: Any, **options: Any) -> tuple[Any, Any]:
-    database = await open_db(**options)
+async def _workflows(
+    open_db: Any, redis_url: str | None = None, **options: Any
+) -> tuple[Any, Any]:
+    database = await open_db(redis_url, **options)
     ws = database.tenant("acme", user_id="u-1", role="admin").workflows
     created = await ws.create({"name": "wf", "nodes": NODES, "tags": ["t"]})
     return database, (ws, created.id)
@@ -97,3 +99,30 @@ def test_keep_copies_nested_models_and_plain_data() -> None:
     copy = keep(data)()
     assert copy is not data and copy["a"] is not data["a"] and copy["a"][1] is not data["a"][1]
     assert copy["a"][0] == 1 and copy[2] == (3,)
+
+
+async def test_a_redis_hit_and_its_memo_do_not_carry_another_callers_changes(
+    open_db: Any, redis_server: Any
+) -> None:
+    _, (ws, _wid) = await _workflows(open_db, redis_server.url, hot=False)
+    _vandalise((await ws.list()).items[0])  # a miss: stored in Redis
+    reader = await open_db(redis_server.url, hot=False)  # another process: decodes from Redis
+    rs = reader.tenant("acme", user_id="u-1", role="admin").workflows
+    for _ in range(3):  # decoded from Redis, then memo hits (the snapshot taken lazily)
+        page = await rs.list()
+        _intact(page.items[0])
+        _vandalise(page.items[0])
+    assert reader.cache_stats()["warm"]["hits"] >= 3
+    _intact((await ws.list()).items[0])
+
+
+async def test_copies_off_shares_the_cached_objects(open_db: Any) -> None:
+    """``cache={"copies": False}``: hits are the cached objects themselves (documented: the
+    caller must treat them as read-only), so a change by one caller is seen by the next."""
+    database, (ws, wid) = await _workflows(open_db, hot_ttl=30, copies=False)
+    first = await ws.get(wid)
+    second = await ws.get(wid)
+    assert database.cache_stats()["hot"]["hits"] == 1
+    assert second is first
+    page = await ws.list()
+    assert (await ws.list()) is page
