@@ -19,7 +19,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
@@ -96,22 +96,30 @@ def _closed(db: Database) -> DatabaseClosedError:
     return DatabaseClosedError("the database is closing or closed: open a new one with connect()")
 
 
+@contextlib.contextmanager
+def _inflight(db: Any) -> Iterator[None]:
+    """Count an operation of ``db`` while it runs (``close()`` drains them); refused with
+    :class:`DatabaseClosedError` once the database is closing."""
+    if db._closing:
+        raise _closed(db)
+    db._inflight += 1
+    try:
+        yield
+    finally:
+        db._inflight -= 1
+        if db._inflight == 0 and db._drained is not None:
+            db._drained.set()
+
+
 def _wrap_coroutine(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def operation(self: Any, *args: Any, **kwargs: Any) -> Any:
         db = self._db
-        if db._closing:
-            raise _closed(db)
-        db._inflight += 1
-        try:
+        with _inflight(db):
             tel = db._telemetry
             if tel is None:
                 return await fn(self, *args, **kwargs)
             return await tel.run(name, self._scope.tenant_id, fn(self, *args, **kwargs))
-        finally:
-            db._inflight -= 1
-            if db._inflight == 0 and db._drained is not None:
-                db._drained.set()
 
     return operation
 
@@ -123,10 +131,7 @@ def _wrap_context(
     @contextlib.asynccontextmanager
     async def operation(self: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         db = self._db
-        if db._closing:
-            raise _closed(db)
-        db._inflight += 1
-        try:
+        with _inflight(db):
             tel = db._telemetry
             if tel is None:
                 async with fn(self, *args, **kwargs) as value:
@@ -137,10 +142,6 @@ def _wrap_context(
                     fn(self, *args, **kwargs) as value,
                 ):
                     yield value
-        finally:
-            db._inflight -= 1
-            if db._inflight == 0 and db._drained is not None:
-                db._drained.set()
 
     return operation
 

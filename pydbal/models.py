@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar, get_args
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from pydbal.validation import ValidationIssue, ValidationReport, coerce_json, tag_list
@@ -103,25 +103,10 @@ class Workflow(_Model):
 
 
 class _DefinitionFields(_Input):
-    @field_validator("nodes", mode="before", check_fields=False)
+    @field_validator("nodes", "edges", "variables", "config", mode="before", check_fields=False)
     @classmethod
-    def _nodes(cls, v: Any) -> Any:
-        return coerce_json(v, "nodes") if v is not None else v
-
-    @field_validator("edges", mode="before", check_fields=False)
-    @classmethod
-    def _edges(cls, v: Any) -> Any:
-        return coerce_json(v, "edges") if v is not None else v
-
-    @field_validator("variables", mode="before", check_fields=False)
-    @classmethod
-    def _variables(cls, v: Any) -> Any:
-        return coerce_json(v, "variables") if v is not None else v
-
-    @field_validator("config", mode="before", check_fields=False)
-    @classmethod
-    def _config(cls, v: Any) -> Any:
-        return coerce_json(v, "config") if v is not None else v
+    def _definition_json(cls, v: Any, info: ValidationInfo) -> Any:
+        return coerce_json(v, info.field_name or "") if v is not None else v
 
     @field_validator("tags", mode="before", check_fields=False)
     @classmethod

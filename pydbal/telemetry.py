@@ -126,25 +126,16 @@ class Telemetry:
 
     # -- operations ---------------------------------------------------------------------------
     async def run(self, name: str, tenant: str, call: Awaitable[Any]) -> Any:
+        """Await ``call`` as operation ``name``: a span (unless inside another operation, whose
+        span it is part of), with the cache tier it was served from and the rows returned."""
         if current_op.get() is not None:  # called by another operation: part of its span
             return await call
         record = OpRecord(name)
         token = current_op.set(record)
-        started = time.perf_counter()
-        outcome: dict[str, Any] = {"pydbal.operation": name, "pydbal.outcome": "ok"}
         try:
-            with self._tracer.start_as_current_span(
-                f"pydbal.{name}",
-                kind=SpanKind.INTERNAL,
-                attributes=self._start_attributes(name, tenant),
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
+            async with self.span(name, tenant) as span:
                 try:
                     value = await call
-                except BaseException as exc:
-                    self._failed(span, exc, outcome)
-                    raise
                 finally:
                     if record.cache_tier is not None:
                         span.set_attribute("pydbal.cache.tier", record.cache_tier)
@@ -153,12 +144,12 @@ class Telemetry:
                 return value
         finally:
             current_op.reset(token)
-            self._duration.record(time.perf_counter() - started, outcome)
 
     @contextlib.asynccontextmanager
     async def span(self, name: str, tenant: str) -> AsyncIterator[Any]:
-        """A span around a block (``executing``): operations inside it are spans of their own,
-        children of this one."""
+        """A span around one operation or a block (``executing``: operations inside it are
+        spans of their own, children of this one); an exception marks it failed and is
+        re-raised; the duration is recorded with the outcome either way."""
         started = time.perf_counter()
         outcome: dict[str, Any] = {"pydbal.operation": name, "pydbal.outcome": "ok"}
         try:
