@@ -32,6 +32,7 @@ CREATE FUNCTION dbal.limit_value(p_name text) RETURNS bigint
             WHEN 'search_terms' THEN 32             -- words of a search text
             WHEN 'filter_values' THEN 1000          -- values of one filter field
             WHEN 'list_window' THEN 100000          -- offset + limit of api_list
+            WHEN 'page_size' THEN 1000              -- rows of one api_list / api_search call
             WHEN 'lease_min_ms' THEN 1
             WHEN 'lease_max_ms' THEN 86400000
             WHEN 'duration_max_ms' THEN 2592000000  -- 30 days
@@ -47,8 +48,8 @@ CREATE FUNCTION dbal.limits() RETURNS TABLE (name text, value bigint)
         SELECT n, dbal.limit_value(n) FROM unnest(ARRAY[
             'definition_bytes', 'nodes', 'json_depth', 'name_length', 'description_length',
             'tags', 'tag_length', 'tenant_id_length', 'user_id_length', 'search_length',
-            'search_terms', 'filter_values', 'list_window', 'lease_min_ms', 'lease_max_ms',
-            'duration_max_ms', 'error_length', 'execution_id_length']) AS n
+            'search_terms', 'filter_values', 'list_window', 'page_size', 'lease_min_ms',
+            'lease_max_ms', 'duration_max_ms', 'error_length', 'execution_id_length']) AS n
     $$;
 
 -- limit_exceeded(field, limit, actual): raises VALIDATION_ERROR (D0422) naming the field and

@@ -87,9 +87,10 @@ BEGIN
         PERFORM dbal.raise_error(422, format('unknown sort field %L', p_sort),
                                  jsonb_build_object('field', p_sort));
     END IF;
-    IF p_limit NOT BETWEEN 1 AND 1000 OR p_offset < 0 THEN
-        PERFORM dbal.raise_error(422, 'limit must be 1..1000 and offset >= 0');
+    IF p_limit < 1 OR p_offset < 0 THEN
+        PERFORM dbal.raise_error(422, 'limit must be at least 1 and offset not negative');
     END IF;
+    PERFORM dbal.within(p_limit, 'limit', 'page_size');
     PERFORM dbal.within(p_offset::bigint + p_limit, 'page', 'list_window');
     IF p_filter IS NULL OR p_filter IN ('{}'::jsonb, 'null'::jsonb) THEN
         v_archived := false;
@@ -249,9 +250,10 @@ DECLARE
     v_found integer;
 BEGIN
     PERFORM dbal.enter_app(p_tenant, p_user, p_role);
-    IF p_limit NOT BETWEEN 1 AND 1000 THEN
-        PERFORM dbal.raise_error(422, 'limit must be 1..1000');
+    IF p_limit < 1 THEN
+        PERFORM dbal.raise_error(422, 'limit must be at least 1');
     END IF;
+    PERFORM dbal.within(p_limit, 'limit', 'page_size');
     v_query := websearch_to_tsquery('english'::regconfig,
                                     coalesce(dbal.check_search(p_query, 'search'), ''));
     RETURN QUERY

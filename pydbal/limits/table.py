@@ -29,6 +29,7 @@ class Limits:
     search_terms: int = 32
     filter_values: int = 1000
     list_window: int = 100_000
+    page_size: int = 100
     lease_min_ms: int = 1000
     lease_max_ms: int = 3_600_000
     duration_max_ms: int = 2_592_000_000
@@ -61,7 +62,9 @@ class Limits:
 DEFAULTS = Limits()
 """What ``connect()`` enforces by default."""
 
-HARD = Limits(definition_bytes=16 * MiB, lease_min_ms=1, lease_max_ms=86_400_000)
+HARD = Limits(
+    definition_bytes=16 * MiB, page_size=1000, lease_min_ms=1, lease_max_ms=86_400_000
+)
 """The database's limits (``dbal.limit_value``); ``import_bytes`` is a client-side limit only."""
 
 SQL_LIMITS: tuple[str, ...] = tuple(f.name for f in fields(Limits) if f.name != "import_bytes")
@@ -89,6 +92,7 @@ DESCRIPTIONS: dict[str, tuple[str, str]] = {
     "search_terms": ("words in a search text", "items"),
     "filter_values": ("values of one filter field (`ids`, `tags`, `name`, …)", "items"),
     "list_window": ("page * limit of `list` (rows skipped + returned)", "rows"),
+    "page_size": ("`limit` of one `list` or `search` (`find_by_field`: the hard one)", "rows"),
     "lease_min_ms": ("shortest lock lease (`timeout_ms`)", "ms"),
     "lease_max_ms": ("longest lock lease (`timeout_ms`)", "ms"),
     "duration_max_ms": ("`execution_time_ms` of one execution (30 days)", "ms"),

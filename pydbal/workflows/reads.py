@@ -51,7 +51,8 @@ class Reads(_Base):
         limit: int = 20,
         after: str | None = None,
     ) -> Page[Workflow]:
-        """A page of workflows (limit 1-100), sorted with a stable tie-break on id.
+        """A page of workflows sorted with a stable tie-break on id; ``limit`` from 1 to the
+        ``page_size`` limit (100 unless configured).
 
         ``after``: the ``next_cursor`` of the previous page (same filter and sort, else
         VALIDATION_ERROR): a keyset page, as fast at any depth and unshifted by concurrent
@@ -59,7 +60,7 @@ class Reads(_Base):
         only page 1)."""
         window = self._lim.list_window
         page = lim.integer(page, "page", 1, window, "list_window")
-        limit = self._limit(limit, 100)
+        limit = self._limit(limit, self._lim.page_size)
         if page * limit > window:
             raise lim.refuse(
                 "page",
@@ -148,7 +149,7 @@ class Reads(_Base):
                 f"find_by_field supports {', '.join(sorted(FIND_FIELDS))}, not {field!r}",
                 {"field": "field", "limit": "type"},
             )
-        limit = self._limit(limit, 1000)
+        limit = self._limit(limit, lim.HARD.page_size)
         if field == "tags" and isinstance(value, str):
             value = [value]
         return (
@@ -159,7 +160,7 @@ class Reads(_Base):
         """Best matches first: full text over name, description and tags (web-search syntax),
         then names similar to ``text`` (tolerates a typo)."""
         text = lim.check_search(text, "search", self._lim)
-        limit = self._limit(limit, 100)
+        limit = self._limit(limit, self._lim.page_size)
 
         async def load() -> builtins.list[Workflow]:
             """The matches from the database (on a cache miss)."""

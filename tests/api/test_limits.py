@@ -14,6 +14,7 @@ import orjson
 import pytest
 from dbhelpers import TENANT_A, acquire, context, create_workflow, dbal_error, record
 
+import pydbal
 from pydbal import limits as lim
 from pydbal.errors import ErrorCode
 from pydbal.formats import parse_import
@@ -194,6 +195,14 @@ async def test_direct_sql_entry_points_bound_their_arguments(db: TestDatabase) -
     for field, (sql, *args) in calls.items():
         error = await dbal_error(conn.fetch(sql, *args))
         assert error.code == ErrorCode.VALIDATION_ERROR and error.details["field"] == field
+    # the page size is a limit like the others (issue 10: it was a literal in each function)
+    for sql in (
+        "SELECT r.total FROM dbal.api_list($1, 'u1', 'admin', '{}', 'name', false, 0, $2) r",
+        "SELECT r.rank FROM dbal.api_search($1, 'u1', 'admin', 'x', $2) r",
+    ):
+        error = await dbal_error(conn.fetch(sql, TENANT_A, lim.HARD.page_size + 1))
+        assert (error.details["field"], error.details["limit"]) == ("limit", "page_size"), sql
+        assert await conn.fetch(sql, TENANT_A, lim.HARD.page_size) is not None
     token = await acquire(conn, wf, timeout_ms=60_000)
     error = await dbal_error(record(conn, wf, "failure", 5.0, token=token, error="e" * 65_537))
     assert (error.details["field"], error.details["limit"]) == ("error", "error_length")
@@ -202,3 +211,16 @@ async def test_direct_sql_entry_points_bound_their_arguments(db: TestDatabase) -
     error = await dbal_error(acquire(conn, wf, timeout_ms=86_400_001))
     assert error.details["limit"] == "lease_ms"
     assert await conn.fetchval("SELECT count(*) FROM dbal.workflow_executions") == 0
+
+
+async def test_a_configured_page_size_bounds_list_and_search(db: TestDatabase) -> None:
+    async with pydbal.connect(db.app_dsn, limits={"page_size": 5}) as small:
+        ws = small.tenant(TENANT_A, user_id="u1", role="admin").workflows
+        assert (await ws.list(limit=5)).items == []
+        for call in (ws.list(limit=6), ws.search("x", limit=6)):
+            with pytest.raises(pydbal.DBALError) as info:
+                await call
+            assert info.value.code == ErrorCode.VALIDATION_ERROR
+            assert info.value.details["field"] == "limit"
+        # find_by_field keeps the hard page size, as before the limit existed
+        assert await ws.find_by_field("name", "nothing", limit=lim.HARD.page_size) == []
