@@ -198,13 +198,11 @@ def _diff(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> str:
     return "\n".join(lines)
 
 
-# --- the tests ----------------------------------------------------------------------------------
-
-
-async def test_fresh_install_equals_replayed_migrations(
-    schema: tuple[Path, Path], pg_dsn: str, empty_db: TestDatabase, tmp_path: Path
-) -> None:
-    sql_dir, migrations_dir = schema
+async def _fresh_and_replayed(
+    pg_dsn: str, empty_db: TestDatabase, sql_dir: Path, migrations_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Schema snapshots of a fresh install of ``sql_dir`` (in ``empty_db``) and of a replay of
+    ``migrations_dir`` (in a scratch database dropped afterwards)."""
     other = f"{empty_db.name}_m"
     admin = await asyncpg.connect(pg_dsn)
     await admin.execute(f"CREATE DATABASE {other} TEMPLATE template0")
@@ -212,11 +210,20 @@ async def test_fresh_install_equals_replayed_migrations(
         other_dsn = dsn_with(pg_dsn, database=other)
         await migrate(empty_db.dsn, sql_dir=sql_dir, migrations_dir=migrations_dir)
         await migrate(other_dsn, mode="migrations", sql_dir=sql_dir, migrations_dir=migrations_dir)
-        fresh = await schema_snapshot(empty_db.dsn)
-        replayed = await schema_snapshot(other_dsn)
+        return await schema_snapshot(empty_db.dsn), await schema_snapshot(other_dsn)
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
         await admin.close()
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+async def test_fresh_install_equals_replayed_migrations(
+    schema: tuple[Path, Path], pg_dsn: str, empty_db: TestDatabase, tmp_path: Path
+) -> None:
+    sql_dir, migrations_dir = schema
+    fresh, replayed = await _fresh_and_replayed(pg_dsn, empty_db, sql_dir, migrations_dir)
     assert fresh["relations"], "the snapshot found no tables: are the schemas named dbal*?"
     differences = {
         aspect: _diff(fresh[aspect], replayed.get(aspect, []))
@@ -325,18 +332,7 @@ async def test_snapshot_notices_a_difference(
     sql_dir, migrations_dir = write_sample_schema(tmp_path)
     note = migrations_dir / "0002_item_note.sql"
     note.write_text(note.read_text().replace("CREATE INDEX", "-- CREATE INDEX"))
-    other = f"{empty_db.name}_m"
-    admin = await asyncpg.connect(pg_dsn)
-    await admin.execute(f"CREATE DATABASE {other} TEMPLATE template0")
-    try:
-        other_dsn = dsn_with(pg_dsn, database=other)
-        await migrate(empty_db.dsn, sql_dir=sql_dir, migrations_dir=migrations_dir)
-        await migrate(other_dsn, mode="migrations", sql_dir=sql_dir, migrations_dir=migrations_dir)
-        fresh = await schema_snapshot(empty_db.dsn)
-        replayed = await schema_snapshot(other_dsn)
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {other} WITH (FORCE)")
-        await admin.close()
+    fresh, replayed = await _fresh_and_replayed(pg_dsn, empty_db, sql_dir, migrations_dir)
     assert fresh["indexes"] != replayed["indexes"]
     assert fresh["columns"] == replayed["columns"]
 
