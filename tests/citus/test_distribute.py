@@ -114,6 +114,17 @@ async def test_fresh_install_is_distributed_by_tenant(db: TestDatabase) -> None:
         if f["fn"] != "dbal.sweep_expired_locks()"
     )
     assert all(f["distributed"] for f in got["functions"])
+    # the batched recorder in its Citus shape (sql/citus/08_record_batch.sql), on every node
+    for host, port in await citus_nodes(db.dsn):
+        node = await asyncpg.connect(node_dsn(db.dsn, host, port, db.name))
+        try:
+            src = await node.fetchval(
+                "SELECT prosrc FROM pg_proc WHERE proname = 'record_executions' "
+                "AND pronamespace = 'dbal'::regnamespace"
+            )
+        finally:
+            await node.close()
+        assert "pydbal:citus" in src, (host, port)
     # every shard of every tenant table: RLS enabled and forced, on the worker that holds it
     for rel in sorted(TENANT_TABLES):
         flags = await admin.fetch(
