@@ -11,8 +11,11 @@ workflows each. Measured on an app login, with the statements pydbal sends
 - ``get``, ``list`` (first page of 20, by name) and ``record_execution`` (one call per
   execution): median and p95 of ``--n`` sequential calls, and calls/s of 16 concurrent
   connections over as many tenants;
-- ``record_execution`` batched: the batched recorder (``dbal.record_executions``) is not on this
-  branch's main (migrations/0004_engine.sql is unmerged): reported as such;
+- ``record_execution`` batched: one ``dbal.record_executions`` statement of ``--batch-size``
+  new executions of one tenant (over its workflows): median and p95 per statement of ``--n``
+  / 10 statements (at least 20), and the same per execution; and the batched recorder
+  (``db.recorder()``, its defaults) fed by 16 producers over as many tenants, ``--seconds``
+  long, then flushed: executions/s stored;
 - ``create_many``: 1,000 workflows through ``pydbal`` (one transaction, one statement), median
   of ``--batches`` runs.
 
@@ -176,7 +179,9 @@ async def measure(db: str, args: argparse.Namespace) -> dict[str, Any]:
         out: dict[str, Any] = {}
         out["get"] = _stats(await _timed(lambda: conn.fetch(q.GET, *ctx, w0), args.n))
         out["list"] = _stats(
-            await _timed(lambda: conn.fetch(q.LIST, *ctx, None, "name", False, 0, 20), args.n)
+            await _timed(
+                lambda: conn.fetch(q.LIST, *ctx, None, "name", False, 0, 20, None, None), args.n
+            )
         )
         out["record_execution"] = _stats(
             await _timed(
@@ -217,8 +222,49 @@ async def measure(db: str, args: argparse.Namespace) -> dict[str, Any]:
 
         out["get_per_s"] = await _throughput(app_dsn, get_of, args.seconds)
         out["record_per_s"] = await _throughput(app_dsn, record_of, args.seconds)
+
+        size = args.batch_size
+
+        def batch() -> Awaitable[Any]:
+            return conn.fetch(
+                q.RECORD_EXECUTIONS,
+                *ctx,
+                [wfs[t0][i % len(wfs[t0])] for i in range(size)],
+                ["success"] * size,
+                [5.0] * size,
+                [str(uuid.uuid4()) for _ in range(size)],
+                [None] * size,
+                [datetime.now(UTC)] * size,
+                [None] * size,
+            )
+
+        out["record_executions"] = _stats(await _timed(batch, max(20, args.n // 10)))
     finally:
         await conn.close()
+
+    async with pydbal.connect(app_dsn) as api:
+        scopes = [api.tenant(t, user_id="bench", role="admin") for t in tenants[:CONCURRENCY]]
+        stored = 0
+        async with api.recorder() as rec:
+            deadline = time.perf_counter() + args.seconds
+
+            async def produce(k: int) -> None:
+                scope = scopes[k % len(scopes)]
+                ids = wfs[scope.tenant_id]
+                i = 0
+                while time.perf_counter() < deadline:
+                    await rec.record(scope, ids[i % len(ids)], "success", 5.0)
+                    i += 1
+                    if i % 100 == 0:
+                        await asyncio.sleep(0)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(produce(k) for k in range(CONCURRENCY)))
+            report = await rec.flush()
+            elapsed = time.perf_counter() - t0
+            stored = report.stored_count
+            assert not report.refused and not report.failed, report
+        out["recorder_per_s"] = stored / elapsed
 
     times = []
     async with pydbal.connect(app_dsn) as api:
@@ -248,14 +294,18 @@ async def main(args: argparse.Namespace) -> None:
     print("| operation | single node | Citus (coordinator + 2 workers) | ratio |")
     print("|---|---|---|---|")
     s, c = results["single node"], results["citus"]
-    for op in ("get", "list", "record_execution", "create_many_1000"):
+    for op in ("get", "list", "record_execution", "record_executions", "create_many_1000"):
         print(
             f"| {op} median / p95 (ms) | {s[op][0]:.3f} / {s[op][1]:.3f} | "
             f"{c[op][0]:.3f} / {c[op][1]:.3f} | {c[op][0] / s[op][0]:.2f}x |"
         )
-    for op in ("get_per_s", "record_per_s"):
+    op, n = "record_executions", args.batch_size
+    print(
+        f"| record_executions per execution, median (ms) | {s[op][0] / n:.4f} | "
+        f"{c[op][0] / n:.4f} | {c[op][0] / s[op][0]:.2f}x |"
+    )
+    for op in ("get_per_s", "record_per_s", "recorder_per_s"):
         print(f"| {op} ({CONCURRENCY} conns) | {s[op]:.0f} | {c[op]:.0f} | {c[op] / s[op]:.2f}x |")
-    print("| record_execution batched | n/a: dbal.record_executions is not merged (0004) | n/a | |")
 
 
 if __name__ == "__main__":
@@ -267,4 +317,7 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument(
+        "--batch-size", type=int, default=100, help="executions per record_executions statement"
+    )
     asyncio.run(main(parser.parse_args()))

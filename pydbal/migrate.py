@@ -19,8 +19,9 @@ databases of the same server). Migrating requires a superuser.
 
 On a Citus coordinator (the database has the ``citus`` extension) a fresh install creates the
 schema as local objects (DDL propagation off) and then, in the same transaction, distributes it
-by tenant (:mod:`pydbal.distribute`, ``sql/citus/*.sql``); upgrading a distributed install is
-refused for now (docs/scale-out.md).
+by tenant (:mod:`pydbal.distribute`, ``sql/citus/*.sql``); an upgrade there applies the pending
+files as the superuser, hands what they created to the owner role
+(:func:`pydbal.distribute.upgrade_file`) and distributes again.
 """
 
 from __future__ import annotations
@@ -244,13 +245,16 @@ async def migrate(
                 done = {name for name, _ in applied}
                 to_record = [p for p in migrations if p.stem not in done]
                 if citus and to_record:
-                    raise MigrationError(
-                        "upgrading a distributed (Citus) install is not supported yet: "
-                        f"{', '.join(p.stem for p in to_record)} would run DDL on distributed "
-                        "tables as the NOLOGIN owner. See docs/scale-out.md, 'Upgrades'"
-                    )
-                for path in to_record:
-                    await execute_file(conn, path, roles)
+                    # as the superuser, owner sections' objects handed over (distribute.py)
+                    from pydbal.distribute import finish_upgrade, prepare_upgrade, upgrade_file
+
+                    await prepare_upgrade(conn)
+                    for path in to_record:
+                        await upgrade_file(conn, path, roles)
+                    await finish_upgrade(conn)
+                else:
+                    for path in to_record:
+                        await execute_file(conn, path, roles)
             await _ensure_ledger(conn, roles)
             await close_public_temp(conn, roles)
             if citus:

@@ -6,7 +6,8 @@
 - the files: ``sql/*.sql`` (the current schema), ``migrations/NNNN_name.sql`` (upgrade steps),
   the checkout's or the wheel's (:func:`schema_dirs`); :func:`render` replaces the
   ``@owner_role@``, ``@app_role@`` and ``@analyst_role@`` placeholders, :func:`execute_file` runs
-  one file and names it in a :class:`MigrationError` when it fails;
+  one file (:func:`execute_text`, part of one) and names it in a :class:`MigrationError` when it
+  fails;
 - the steps outside any file and outside the ledger: :func:`ensure_roles` (roles are
   cluster-wide), :func:`close_public_temp` (database privileges are not copied by
   ``CREATE DATABASE … TEMPLATE``), :func:`has_extension`.
@@ -35,6 +36,7 @@ __all__ = [
     "close_public_temp",
     "ensure_roles",
     "execute_file",
+    "execute_text",
     "file_label",
     "has_extension",
     "migration_files",
@@ -134,15 +136,20 @@ async def execute_file(conn: Any, path: Path, roles: Roles, *, label: str | None
     """Run a schema file (rendered for ``roles``) on ``conn``; a database error becomes a
     :class:`MigrationError` naming the file (``label``, default ``folder/file.sql``) with the
     error's detail, hint and context."""
-    text = render(path, roles)
+    await execute_text(conn, render(path, roles), label or file_label(path))
+
+
+async def execute_text(conn: Any, text: str, label: str) -> None:
+    """Run SQL ``text`` (part of a schema file) on ``conn``; a database error becomes a
+    :class:`MigrationError` naming ``label`` with the error's detail, hint and context."""
     try:
         await conn.execute(text)
     except asyncpg.PostgresError as exc:
-        parts = [f"{label or file_label(path)} failed: {type(exc).__name__}: {exc}"]
-        for label in ("detail", "hint", "context"):
-            value = getattr(exc, label, None)
+        parts = [f"{label} failed: {type(exc).__name__}: {exc}"]
+        for field in ("detail", "hint", "context"):
+            value = getattr(exc, field, None)
             if value:
-                parts.append(f"{label.upper()}: {value}")
+                parts.append(f"{field.upper()}: {value}")
         raise MigrationError("\n".join(parts)) from exc
 
 

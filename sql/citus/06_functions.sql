@@ -140,6 +140,8 @@ CREATE OR REPLACE FUNCTION dbal.changeable_sql() RETURNS text
 -- single-node saving of re-planning). A generic plan keeps the parameters (the tenant among
 -- them) unresolved, and Citus cannot plan a statement on a distributed table from it ("could
 -- not create distributed plan"); on Citus those functions plan as PostgreSQL does by default.
+-- Not the analysts' per-tenant readers that citus/07_analysts.sql makes (analyst_<x>_of): they
+-- keep their generic plan (one tenant per call, on its worker), also when this file runs again.
 DO $$
 DECLARE
     r record;
@@ -149,6 +151,7 @@ BEGIN
           FROM pg_proc p
          WHERE p.pronamespace = 'dbal'::regnamespace
            AND 'plan_cache_mode=force_generic_plan' = ANY (p.proconfig)
+           AND p.proname !~ '^analyst_.*_of$'
          ORDER BY 1
     LOOP
         EXECUTE format('ALTER ROUTINE %s RESET plan_cache_mode', r.fn);

@@ -34,9 +34,11 @@ BEGIN
            AND p.proname IN ('analyst_workflows', 'analyst_executions', 'analyst_daily_stats',
                              'analyst_audit_log')
            AND p.pronargs = 0
+           -- split already (the SECURITY INVOKER loop below); a migration that replaces the
+           -- single-node definition (SECURITY DEFINER) has it split again, _of from its text
+           AND p.prosecdef
          ORDER BY 2
     LOOP
-        CONTINUE WHEN to_regprocedure(format('dbal.%s_of(text)', r.name)) IS NOT NULL;
         v_def := pg_get_functiondef(r.oid);
         v_result := pg_get_function_result(r.oid);
         v_start := position('RETURN QUERY' IN v_def);
@@ -47,7 +49,7 @@ BEGIN
         END IF;
         v_query := replace(substr(v_def, v_start, v_end - v_start), 'v_tenant', 'p_tenant');
         EXECUTE format($f$
-CREATE FUNCTION dbal.%1$s_of(p_tenant text) RETURNS %2$s
+CREATE OR REPLACE FUNCTION dbal.%1$s_of(p_tenant text) RETURNS %2$s
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp

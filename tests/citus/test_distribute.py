@@ -5,21 +5,28 @@
   the entry points by p_tenant; every shard has row-level security enabled and forced.
 - ``pydbal distribute`` turns a database migrated without Citus into the same thing, its rows
   included: its catalog afterwards equals the fresh install's, and the API reads the same data.
+- ``pydbal migrate`` with a pending migration upgrades a distributed install to the same
+  catalog as a fresh one (every node's functions included), its rows kept.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 from dbhelpers import create_workflow
+from factories import valid_definition
+from schema.test_migrate import schema_snapshot
 
+import pydbal
 from pydbal import queries as q
 from pydbal.distribute import distribute
-from pydbal.migrate import MigrationError, migrate
+from pydbal.migrate import migrate, migration_files, status
 from pydbal.server import dsn_with
 
 from conftest import (
@@ -28,6 +35,7 @@ from conftest import (
     TestDatabase,
     citus_nodes,
     copy_real_schema,
+    create_citus_database,
     drop_citus_database,
     node_dsn,
 )
@@ -114,6 +122,17 @@ async def test_fresh_install_is_distributed_by_tenant(db: TestDatabase) -> None:
         if f["fn"] != "dbal.sweep_expired_locks()"
     )
     assert all(f["distributed"] for f in got["functions"])
+    # the batched recorder in its Citus shape (sql/citus/08_record_batch.sql), on every node
+    for host, port in await citus_nodes(db.dsn):
+        node = await asyncpg.connect(node_dsn(db.dsn, host, port, db.name))
+        try:
+            src = await node.fetchval(
+                "SELECT prosrc FROM pg_proc WHERE proname = 'record_executions' "
+                "AND pronamespace = 'dbal'::regnamespace"
+            )
+        finally:
+            await node.close()
+        assert "pydbal:citus" in src, (host, port)
     # every shard of every tenant table: RLS enabled and forced, on the worker that holds it
     for rel in sorted(TENANT_TABLES):
         flags = await admin.fetch(
@@ -227,15 +246,97 @@ async def test_distribute_in_place_keeps_the_data_and_equals_a_fresh_install(
             await drop_citus_database(pg_dsn, name)
 
 
-async def test_upgrading_a_distributed_install_is_refused_with_the_reason(
-    db: TestDatabase, tmp_path: Any
+async def _functions_on_nodes(pg_dsn: str, name: str) -> list[dict[str, tuple[Any, ...]]]:
+    """Per node (coordinator first): every dbal routine's body, owner, privileges and
+    settings."""
+    sql = (
+        "SELECT p.oid::regprocedure::text AS fn, md5(p.prosrc) AS body, "
+        "p.proowner::regrole::text AS owner, "
+        "coalesce(p.proacl, acldefault('f', p.proowner))::text AS acl, "
+        "p.prosecdef, p.proconfig::text AS config "
+        "FROM pg_proc p WHERE p.pronamespace = 'dbal'::regnamespace AND p.prokind = 'f'"
+    )
+    found = []
+    for host, port in await citus_nodes(pg_dsn):
+        conn = await asyncpg.connect(node_dsn(pg_dsn, host, port, name))
+        try:
+            found.append({r["fn"]: tuple(r)[1:] for r in await conn.fetch(sql)})
+        finally:
+            await conn.close()
+    return found
+
+
+async def test_upgrading_a_distributed_install_equals_a_fresh_one(
+    db: TestDatabase, pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sql_dir, migrations_dir = copy_real_schema(tmp_path)
-    (migrations_dir / "9999_next.sql").write_text("CREATE TABLE dbal.next (tenant_id text);\n")
-    with pytest.raises(MigrationError, match="upgrading a distributed"):
-        await migrate(db.dsn, sql_dir=sql_dir, migrations_dir=migrations_dir)
-    admin = await db.connect(as_app=False)
-    assert await admin.fetchval("SELECT to_regclass('dbal.next')") is None
+    """A coordinator migrated and distributed without the newest migration, then ``migrate``d:
+    the migration runs as the superuser, what it created is handed to the owner, and the
+    install ends like a fresh distributed one (catalog, distribution, every node's functions),
+    its rows kept, the API working through the coordinator."""
+    monkeypatch.setenv("PYDBAL_CITUS_SHARD_COUNT", "4")
+    sql_dir, migrations_dir = copy_real_schema(tmp_path / "now")
+    older = tmp_path / "older"
+    shutil.copytree(migrations_dir, older)
+    newest = migration_files(older)[-1]
+    newest.unlink()
+    name = f"pydbal_upg_{RUN_ID}"
+    dsn = await create_citus_database(pg_dsn, name)
+    try:
+        await migrate(dsn, mode="migrations", sql_dir=sql_dir, migrations_dir=older)
+        app = await asyncpg.connect(dsn_with(dsn, user=APP_LOGIN))
+        try:
+            before = [await create_workflow(app, "acme", f"w{i}") for i in range(3)]
+        finally:
+            await app.close()
+
+        assert await migrate(dsn, sql_dir=sql_dir, migrations_dir=migrations_dir) == [newest.stem]
+        assert await migrate(dsn, sql_dir=sql_dir, migrations_dir=migrations_dir) == []
+
+        # the same catalog as the session's fresh distributed install ...
+        admin = await asyncpg.connect(dsn)
+        fresh = await db.connect(as_app=False)
+        try:
+            assert await catalog(admin) == await catalog(fresh)
+            assert await status(dsn, migrations_dir=migrations_dir) == await status(
+                db.dsn, migrations_dir=migrations_dir
+            )
+            owners = (
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname LIKE 'dbal%' AND c.relowner = current_user::regrole"
+            )
+            assert await admin.fetchval(owners) == await fresh.fetchval(owners)
+        finally:
+            await admin.close()
+        upgraded, fresh_snapshot = await schema_snapshot(dsn), await schema_snapshot(db.dsn)
+        assert upgraded.keys() == fresh_snapshot.keys()
+        for aspect, rows in fresh_snapshot.items():
+            assert upgraded[aspect] == rows, aspect
+        # ... on every node
+        nodes = await _functions_on_nodes(pg_dsn, name)
+        assert nodes == await _functions_on_nodes(pg_dsn, db.name)
+        assert all(node == nodes[0] for node in nodes[1:])
+
+        # the rows from before the upgrade, and the API, through the coordinator
+        async with pydbal.connect(dsn_with(dsn, user=APP_LOGIN), max_size=2) as database:
+            acme = database.tenant("acme", user_id="u1", role="admin")
+            assert {(await acme.workflows.get(w)).id for w in before} == set(before)
+            wf = await acme.workflows.create(valid_definition("after"))
+            assert (await acme.workflows.get(wf.id)).name == "after"
+            lock = await acme.workflows.acquire_lock(wf.id, timeout_ms=60000)
+            assert lock is not None
+            await acme.workflows.record_execution(wf.id, "success", 5.0, "e1", lock=lock)
+            assert await acme.workflows.release_lock(wf.id, lock)
+            async with database.recorder(batch_size=10, max_delay=0.001) as rec:
+                for i in range(20):
+                    rec.record(acme, before[i % 3], "success", 1.0, execution_id=f"b{i}")
+                report = await rec.flush()
+            assert report.stored_count == 20 and not report.refused
+            stats = await acme.workflows.get_execution_stats(before[0])
+            assert stats.total == 7
+            assert (await acme.workflows.get(wf.id)).execution_count == 1
+    finally:
+        if os.environ.get("PYDBAL_KEEP_DBS") is None:
+            await drop_citus_database(pg_dsn, name)
 
 
 async def test_privileges_on_every_worker_equal_the_coordinators(
