@@ -8,6 +8,8 @@ import re
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from pydbal.validation.coerce import json_kind
 from pydbal.validation.report import Collector, is_number, quote_key
 
@@ -71,9 +73,23 @@ def check_variables(variables: dict[str, Any], out: Collector) -> None:
                 )
 
 
+def _without_references(nodes: list[Any]) -> bool:
+    """True when no string of ``nodes`` can hold "$workflow" (False when it cannot be encoded:
+    the walk decides then)."""
+    try:
+        return b"$workflow" not in orjson.dumps(nodes)
+    except TypeError:  # orjson.JSONEncodeError: e.g. integers beyond 64 bits
+        return False
+
+
 def check_variable_refs(nodes: list[Any], variables: dict[str, Any], out: Collector) -> None:
     """MISSING_VARIABLE for each ``$workflow.variables.x`` or ``$workflow.variables["x"]`` in
-    any string of a node (walked iteratively, depth first) whose ``x`` is not declared."""
+    any string of a node (walked iteratively, depth first) whose ``x`` is not declared.
+
+    Most definitions reference no variable: when the nodes' JSON text holds no "$workflow" at
+    all (a string holding it would show it verbatim), there is nothing to find and no walk."""
+    if _without_references(nodes):
+        return
     for i, node in enumerate(nodes):
         work: list[tuple[str, Any]] = [(f"nodes[{i}]", node)]
         while work:

@@ -7,9 +7,11 @@ Module-level functions are pure (no I/O); ``_Base`` holds the scope and the help
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -35,10 +37,14 @@ if TYPE_CHECKING:
     from pydbal.database import Tenant
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 
 DEFINITION_FIELDS = ("nodes", "edges", "variables")  # a change of these (or config) re-validates
 STATUSES = frozenset(EXECUTION_STATUSES)  # an execution's status (models.ExecutionStatus)
 TOKEN_MAX = 2**63 - 1  # a fencing token is a bigint
+BATCH_ROWS = 1000  # the most rows one statement of a bulk write carries
+BATCH_MIN_ROWS = 100  # below this, one statement more costs more than it overlaps
+PIPELINE_BATCHES = 3  # a bulk write of up to 3 * BATCH_ROWS rows is sent in this many statements
 # Fields that cannot be NULL: None in an update means "leave unchanged".
 _NOT_NULL = frozenset(
     {"name", "nodes", "edges", "enabled", "variables", "config", "tags", "category"}
@@ -133,6 +139,13 @@ def _validate(
 ) -> ValidationReport:
     """Validate a definition held by a model or a stored workflow (already plain JSON data)."""
     return validate_coerced(nodes, edges, variables, _settings(config) or {})
+
+
+def batch_rows(n: int) -> int:
+    """Rows per statement of a bulk write of ``n`` rows: about a third of them (so Python
+    prepares one statement while the server runs the one before, see ``_Base._pipelined``),
+    at least BATCH_MIN_ROWS and at most BATCH_ROWS."""
+    return min(BATCH_ROWS, max(BATCH_MIN_ROWS, -(-n // PIPELINE_BATCHES)))
 
 
 def _not_found(shown: str) -> DBALError:
@@ -305,6 +318,49 @@ class _Base:
                 if exc.code != ErrorCode.CONFLICT or attempt == 4:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pipelined(
+        self,
+        batches: int,
+        prepare: Callable[[int], tuple[Any, ...]],
+        run: Callable[[asyncpg.Connection, tuple[Any, ...]], Awaitable[R]],
+        prepared: builtins.list[tuple[Any, ...]],
+    ) -> builtins.list[R]:
+        """``run(conn, prepare(k))`` for k = 0 … batches - 1 in one transaction, all or nothing,
+        with batch k + 1 prepared (the caller's input parsed, checked, validated and encoded:
+        Python's work) while the server executes batch k (sent, not yet answered). The work of
+        both overlaps on two cores instead of following one another.
+
+        Errors are exactly those of checking every input before the first statement: a refusal
+        of any input (``prepare`` raises it) wins over a database error, so when a statement
+        fails, or the connection does, the inputs not prepared yet are checked before the
+        error is raised. ``prepared`` keeps the prepared batches (a caller that retries the
+        transaction passes the same list and nothing is prepared twice)."""
+
+        def upto(k: int) -> None:
+            while len(prepared) <= k:
+                prepared.append(prepare(len(prepared)))
+
+        results: builtins.list[R] = []
+        try:
+            upto(0)
+            async with self._db.transaction() as conn:
+                for k in range(batches):
+                    task = asyncio.ensure_future(run(conn, prepared[k]))
+                    await asyncio.sleep(0)  # the task sends the statement: the server starts
+                    if k + 1 < batches:
+                        try:
+                            upto(k + 1)
+                        except BaseException:
+                            # the statement must end before the transaction can roll back
+                            with contextlib.suppress(Exception):
+                                await task
+                            raise
+                    results.append(await task)
+        except Exception:
+            upto(batches - 1)  # a refusal of any input (raised here) comes first
+            raise
+        return results
 
     async def _load(self, workflow_id: UUID) -> Workflow | None:
         """The workflow as stored now (no cache), or None when it is not visible."""

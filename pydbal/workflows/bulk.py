@@ -14,10 +14,14 @@ from pydbal import queries as q
 from pydbal.instrument import operations
 from pydbal.models import CreateWorkflowInput, UpdateWorkflowInput, WorkflowFilter
 from pydbal.validation import VALIDATOR_VERSION
-from pydbal.workflows._base import DEFINITION_FIELDS, _json, _report_status, _validate
+from pydbal.workflows._base import (
+    DEFINITION_FIELDS,
+    _json,
+    _report_status,
+    _validate,
+    batch_rows,
+)
 from pydbal.workflows.reads import Reads
-
-CREATE_BATCH = 1000  # rows per INSERT statement of create_many
 
 
 @operations  # every public method: refused once closing, counted in flight, traced when on
@@ -25,19 +29,25 @@ class Bulk(Reads):
     """Writes of many workflows in one call (uses the filters of :class:`Reads`)."""
 
     async def create_many(self, inputs: Iterable[CreateWorkflowInput | Mapping[str, Any]]) -> int:
-        """Create many workflows, all or nothing, in batches of 1000 rows per statement."""
+        """Create many workflows, all or nothing, in one transaction of a few statements (at most
+        1000 rows each): each batch is parsed, checked, validated and encoded while the server
+        stores the one before. Any refused input is refused as if all were checked first."""
         self._require_create()
-        parsed = [self._create_input(i) for i in lim.items(inputs, "inputs")]
-        if not parsed:
+        items = lim.items(inputs, "inputs")
+        if not items:
             return 0
-        async with self._db.transaction() as conn:
-            count = 0
-            for start in range(0, len(parsed), CREATE_BATCH):
-                batch = parsed[start : start + CREATE_BATCH]
-                args = self._insert_args(batch, False, None)
-                count += int(await conn.fetchval(q.INSERT_COUNT, *args))
+        size = batch_rows(len(items))
+
+        def prepare(k: int) -> tuple[Any, ...]:
+            batch = [self._create_input(i) for i in items[k * size : (k + 1) * size]]
+            return self._insert_args(batch, False, None)
+
+        async def run(conn: Any, args: tuple[Any, ...]) -> int:
+            return int(await conn.fetchval(q.INSERT_COUNT, *args))
+
+        counts = await self._pipelined(-(-len(items) // size), prepare, run, [])
         await self._after_write("create_many")
-        return count
+        return sum(counts)
 
     async def update_many(
         self,

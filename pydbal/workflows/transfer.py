@@ -16,12 +16,13 @@ from typing import Any
 from uuid import UUID
 
 from pydbal import limits as lim
+from pydbal import queries as q
 from pydbal.errors import DBALError, ErrorCode
 from pydbal.formats import Definition, build_bundle, derive_name, in_workflow, parse_import
 from pydbal.instrument import operations
 from pydbal.models import CreateWorkflowInput, ExportBundle, Workflow
 from pydbal.validation import VALIDATOR_VERSION, ValidationReport
-from pydbal.workflows._base import _parse, _validate
+from pydbal.workflows._base import _parse, _validate, _workflow, batch_rows
 from pydbal.workflows.reads import Reads
 
 
@@ -131,19 +132,41 @@ class Transfer(Reads):
         definitions = parse_import(data, source_name=source_name, limits=self._lim)
         if name is not None and len(definitions) > 1:
             raise DBALError(ErrorCode.VALIDATION_ERROR, "name applies to a single workflow only")
-        inputs: builtins.list[CreateWorkflowInput] = []
-        reports: builtins.list[ValidationReport] = []
-        for index, d in enumerate(definitions):
-            inp, report = self._import_input(d, name, enabled, source_name, index)
-            if strict and not report.valid:
-                raise DBALError(
-                    ErrorCode.IMPORT_VALIDATION_FAILED,
-                    f"workflow {inp.name!r} is not valid",
-                    {"index": index, "report": report.model_dump(mode="json", by_alias=True)},
-                )
-            inputs.append(inp)
-            reports.append(report)
-        created = await self._insert_renaming(inputs, reports)
+        size = batch_rows(len(definitions))
+
+        def prepare(k: int) -> tuple[Any, ...]:
+            """Batch k checked, validated (refused when ``strict`` and invalid) and encoded."""
+            inputs: builtins.list[CreateWorkflowInput] = []
+            reports: builtins.list[ValidationReport] = []
+            for index in range(k * size, min(len(definitions), (k + 1) * size)):
+                d = definitions[index]
+                inp, report = self._import_input(d, name, enabled, source_name, index)
+                if strict and not report.valid:
+                    raise DBALError(
+                        ErrorCode.IMPORT_VALIDATION_FAILED,
+                        f"workflow {inp.name!r} is not valid",
+                        {"index": index, "report": report.model_dump(mode="json", by_alias=True)},
+                    )
+                inputs.append(inp)
+                reports.append(report)
+            return self._insert_args(inputs, True, reports)
+
+        async def run(conn: Any, args: tuple[Any, ...]) -> builtins.list[Any]:
+            return list(await conn.fetch(q.INSERT, *args))
+
+        # one transaction, batches prepared while the one before is stored (_pipelined); the
+        # names are chosen as by _insert_renaming, and chosen again after a concurrent writer
+        # took one (each batch sees the names of those before it: same transaction)
+        prepared: builtins.list[tuple[Any, ...]] = []
+        batches = max(1, -(-len(definitions) // size))
+        for attempt in range(5):
+            try:
+                results = await self._pipelined(batches, prepare, run, prepared)
+                break
+            except DBALError as exc:
+                if exc.code != ErrorCode.CONFLICT or attempt == 4:
+                    raise
+        created = [_workflow(r) for rows in results for r in rows]
         await self._after_write("import", [w.id for w in created])
         return created
 
