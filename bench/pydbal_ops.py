@@ -87,6 +87,9 @@ class Pydbal:
 
     async def export(self, tenant: str, ids: list[uuid.UUID]) -> bytes:
         w = self.wf(tenant)
+        export_json = getattr(w, "export_json", None)  # the bundles as JSON bytes (issue 13)
+        if export_json is not None:
+            return bytes(await export_json(ids))
         bundles = [b.model_dump(mode="json", by_alias=True) for b in await w.export_many(ids)]
         return orjson.dumps(bundles)
 

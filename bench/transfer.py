@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001
 """The bulk and transfer rows of ``python -m bench`` alone: create_many, export and import for
 pydbal, the floor and the SQLAlchemy peer, in rounds of rotating order (issue 13).
 

@@ -217,6 +217,10 @@ class SyncWorkflows(SyncOperations):
         """Blocking :meth:`pydbal.workflows.Workflows.export_many`."""
         return self._call(self._async.export_many(workflow_ids))
 
+    def export_json(self, workflow_ids: Iterable[Any]) -> bytes:
+        """Blocking :meth:`pydbal.workflows.Workflows.export_json`."""
+        return self._call(self._async.export_json(workflow_ids))
+
     def import_workflow(
         self,
         definition: Any,
