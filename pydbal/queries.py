@@ -55,13 +55,18 @@ SEARCH = (
     "$5::integer) r"
 )
 
+# The JSON arrays travel as text[] (binary: each element's bytes as they are) and become jsonb[]
+# in the server: a jsonb[] parameter with pydbal's text codec goes as an array literal, every
+# element quoted and escaped by asyncpg and unescaped by array_in, ~40 % of the parameters'
+# parsing for 10 KB definitions (issue 13, bench/results/TRANSFER.md).
 _INSERT_CALL = (
     "dbal.api_insert($1::text, $2::text, $3::text, "
     "p_names => $4::text[], p_descriptions => $5::text[], "
-    "p_nodes => $6::jsonb[], p_edges => $7::jsonb[], p_variables => $8::jsonb[], "
-    "p_config => $9::jsonb[], p_tags => $10::jsonb[], p_categories => $11::text[], "
+    "p_nodes => $6::text[]::jsonb[], p_edges => $7::text[]::jsonb[], "
+    "p_variables => $8::text[]::jsonb[], p_config => $9::text[]::jsonb[], "
+    "p_tags => $10::text[]::jsonb[], p_categories => $11::text[], "
     "p_enabled => $12::boolean[], p_validation_status => $13::text[], "
-    "p_validation_errors => $14::jsonb[], p_validator_version => $15::integer, "
+    "p_validation_errors => $14::text[]::jsonb[], p_validator_version => $15::integer, "
     "p_rename => $16::boolean)"
 )
 

@@ -43,8 +43,7 @@ DEFINITION_FIELDS = ("nodes", "edges", "variables")  # a change of these (or con
 STATUSES = frozenset(EXECUTION_STATUSES)  # an execution's status (models.ExecutionStatus)
 TOKEN_MAX = 2**63 - 1  # a fencing token is a bigint
 BATCH_ROWS = 1000  # the most rows one statement of a bulk write carries
-BATCH_MIN_ROWS = 100  # below this, one statement more costs more than it overlaps
-PIPELINE_BATCHES = 3  # a bulk write of up to 3 * BATCH_ROWS rows is sent in this many statements
+BATCH_MIN_ROWS = 50  # the fewest rows of a statement of a bulk write (but the last)
 # Fields that cannot be NULL: None in an update means "leave unchanged".
 _NOT_NULL = frozenset(
     {"name", "nodes", "edges", "enabled", "variables", "config", "tags", "category"}
@@ -141,11 +140,21 @@ def _validate(
     return validate_coerced(nodes, edges, variables, _settings(config) or {})
 
 
-def batch_rows(n: int) -> int:
-    """Rows per statement of a bulk write of ``n`` rows: about a third of them (so Python
-    prepares one statement while the server runs the one before, see ``_Base._pipelined``),
-    at least BATCH_MIN_ROWS and at most BATCH_ROWS."""
-    return min(BATCH_ROWS, max(BATCH_MIN_ROWS, -(-n // PIPELINE_BATCHES)))
+def batch_sizes(n: int) -> builtins.list[int]:
+    """How a bulk write of ``n`` rows is split into statements: a first batch of about n/7 rows
+    (at least BATCH_MIN_ROWS), then each twice the one before (at most BATCH_ROWS) until all are
+    placed; 1000 rows are 143, 286 and 571. Python prepares a batch while the server stores the
+    one before (``_Base._pipelined``), and the server takes longer per row than Python: a small
+    first batch starts the server early, and each next batch is ready by the time it is due."""
+    sizes: builtins.list[int] = []
+    size = max(BATCH_MIN_ROWS, -(-n // 7))
+    left = n
+    while left > 0:
+        take = min(size, left, BATCH_ROWS)
+        sizes.append(take)
+        left -= take
+        size *= 2
+    return sizes or [0]
 
 
 def _not_found(shown: str) -> DBALError:

@@ -19,7 +19,7 @@ from pydbal.workflows._base import (
     _json,
     _report_status,
     _validate,
-    batch_rows,
+    batch_sizes,
 )
 from pydbal.workflows.reads import Reads
 
@@ -30,22 +30,24 @@ class Bulk(Reads):
 
     async def create_many(self, inputs: Iterable[CreateWorkflowInput | Mapping[str, Any]]) -> int:
         """Create many workflows, all or nothing, in one transaction of a few statements (at most
-        1000 rows each): each batch is parsed, checked, validated and encoded while the server
-        stores the one before. Any refused input is refused as if all were checked first."""
+        1000 rows each, see ``batch_sizes``): each batch is parsed, checked, validated and
+        encoded while the server stores the one before. Any refused input is refused as if all
+        were checked first."""
         self._require_create()
         items = lim.items(inputs, "inputs")
         if not items:
             return 0
-        size = batch_rows(len(items))
+        sizes = batch_sizes(len(items))
+        starts = [sum(sizes[:k]) for k in range(len(sizes))]
 
         def prepare(k: int) -> tuple[Any, ...]:
-            batch = [self._create_input(i) for i in items[k * size : (k + 1) * size]]
+            batch = [self._create_input(i) for i in items[starts[k] : starts[k] + sizes[k]]]
             return self._insert_args(batch, False, None)
 
         async def run(conn: Any, args: tuple[Any, ...]) -> int:
             return int(await conn.fetchval(q.INSERT_COUNT, *args))
 
-        counts = await self._pipelined(-(-len(items) // size), prepare, run, [])
+        counts = await self._pipelined(len(sizes), prepare, run, [])
         await self._after_write("create_many")
         return sum(counts)
 

@@ -31,7 +31,7 @@ from pydbal.formats import (
 from pydbal.instrument import operations
 from pydbal.models import CreateWorkflowInput, ExportBundle, Workflow
 from pydbal.validation import VALIDATOR_VERSION, ValidationReport
-from pydbal.workflows._base import _json, _parse, _validate, _workflow, batch_rows
+from pydbal.workflows._base import _json, _parse, _validate, _workflow, batch_sizes
 from pydbal.workflows.reads import Reads
 
 EXPORT_BATCH = 1000  # ids per statement of export_many (api_list's largest page)
@@ -185,13 +185,14 @@ class Transfer(Reads):
         definitions = parse_import(data, source_name=source_name, limits=self._lim)
         if name is not None and len(definitions) > 1:
             raise DBALError(ErrorCode.VALIDATION_ERROR, "name applies to a single workflow only")
-        size = batch_rows(len(definitions))
+        sizes = batch_sizes(len(definitions))
+        starts = [sum(sizes[:k]) for k in range(len(sizes))]
 
         def prepare(k: int) -> tuple[Any, ...]:
             """Batch k checked, validated (refused when ``strict`` and invalid) and encoded."""
             inputs: builtins.list[CreateWorkflowInput] = []
             reports: builtins.list[ValidationReport] = []
-            for index in range(k * size, min(len(definitions), (k + 1) * size)):
+            for index in range(starts[k], starts[k] + sizes[k]):
                 d = definitions[index]
                 inp, report = self._import_input(d, name, enabled, source_name, index)
                 if strict and not report.valid:
@@ -211,10 +212,9 @@ class Transfer(Reads):
         # names are chosen as by _insert_renaming, and chosen again after a concurrent writer
         # took one (each batch sees the names of those before it: same transaction)
         prepared: builtins.list[tuple[Any, ...]] = []
-        batches = max(1, -(-len(definitions) // size))
         for attempt in range(5):
             try:
-                results = await self._pipelined(batches, prepare, run, prepared)
+                results = await self._pipelined(len(sizes), prepare, run, prepared)
                 break
             except DBALError as exc:
                 if exc.code != ErrorCode.CONFLICT or attempt == 4:

@@ -144,9 +144,9 @@ async def test_create_many_in_batches_stores_what_one_statement_stores(
     inputs[200]["nodes"] = orjson.dumps(inputs[200]["nodes"]).decode()  # JSON text input
     one = app.tenant("fast-one", user_id="u", role="admin")
     many = app.tenant("fast-many", user_id="u", role="admin")
-    assert base.batch_rows(350) == 117  # three statements
+    assert base.batch_sizes(350) == [50, 100, 200]  # three statements
     assert await many.workflows.create_many(inputs) == 350
-    monkeypatch.setattr(bulk, "batch_rows", lambda n: max(n, 1))  # one statement
+    monkeypatch.setattr(bulk, "batch_sizes", lambda n: [n])  # one statement
     assert await one.workflows.create_many(inputs) == 350
     assert await _stored(raw, "fast-many") == await _stored(raw, "fast-one")
     audits = await raw.fetchval(
@@ -186,7 +186,7 @@ async def test_import_many_in_batches_names_like_one_statement(
     for scope in (many, one):
         await scope.workflows.create(valid_definition("dup (3)"))
     got = await many.workflows.import_many(data)
-    monkeypatch.setattr(transfer, "batch_rows", lambda n: max(n, 1))
+    monkeypatch.setattr(transfer, "batch_sizes", lambda n: [n])
     ref = await one.workflows.import_many(data)
     assert [w.name for w in got] == [w.name for w in ref]
     assert got[0].name == "dup" and got[2].name == "dup (4)" and got[-1].name == "dup (251)"
