@@ -20,6 +20,7 @@ from pydbal.workflows._base import (
     _report_status,
     _validate,
     batch_sizes,
+    gc_paused,
 )
 from pydbal.workflows.reads import Reads
 
@@ -47,7 +48,8 @@ class Bulk(Reads):
         async def run(conn: Any, args: tuple[Any, ...]) -> int:
             return int(await conn.fetchval(q.INSERT_COUNT, *args))
 
-        counts = await self._pipelined(len(sizes), prepare, run, [])
+        with gc_paused():
+            counts = await self._pipelined(len(sizes), prepare, run, [])
         await self._after_write("create_many")
         return sum(counts)
 

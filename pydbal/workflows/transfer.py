@@ -31,7 +31,7 @@ from pydbal.formats import (
 from pydbal.instrument import operations
 from pydbal.models import CreateWorkflowInput, ExportBundle, Workflow
 from pydbal.validation import VALIDATOR_VERSION, ValidationReport
-from pydbal.workflows._base import _json, _parse, _validate, _workflow, batch_sizes
+from pydbal.workflows._base import _json, _parse, _validate, _workflow, batch_sizes, gc_paused
 from pydbal.workflows.reads import Reads
 
 EXPORT_BATCH = 1000  # ids per statement of export_many (api_list's largest page)
@@ -106,22 +106,24 @@ class Transfer(Reads):
     async def export_many(self, workflow_ids: Iterable[Any]) -> builtins.list[ExportBundle]:
         """Bundles of many workflows, in the order given, read up to 1000 per statement. Any id
         that is missing (or another tenant's) is WORKFLOW_NOT_FOUND, listing them all."""
-        now = datetime.now(UTC)
-        return [_bundle(w, now) for w in await self._exported(workflow_ids)]
+        with gc_paused():
+            now = datetime.now(UTC)
+            return [_bundle(w, now) for w in await self._exported(workflow_ids)]
 
     async def export_json(self, workflow_ids: Iterable[Any]) -> bytes:
         """The bundles of :meth:`export_many` as one JSON array (UTF-8): byte for byte
         ``orjson.dumps([b.model_dump(mode="json", by_alias=True) for b in bundles])``, built
         from the stored rows without the models in between. What a file or a response body
         holds; :meth:`import_many` reads it back."""
-        found = await self._exported(workflow_ids)
-        stamp = _stamp(datetime.now(UTC))
-        bundles = []
-        for w in found:
-            bundle = build_bundle(_fields(w), _report(w), EPOCH)
-            bundle["exportedAt"] = stamp
-            bundles.append(bundle)
-        return orjson.dumps(bundles)
+        with gc_paused():
+            found = await self._exported(workflow_ids)
+            stamp = _stamp(datetime.now(UTC))
+            bundles = []
+            for w in found:
+                bundle = build_bundle(_fields(w), _report(w), EPOCH)
+                bundle["exportedAt"] = stamp
+                bundles.append(bundle)
+            return orjson.dumps(bundles)
 
     async def _exported(self, workflow_ids: Iterable[Any]) -> builtins.list[Workflow]:
         """The workflows named, in the order given, as stored now (read past the cache, up to
@@ -182,6 +184,15 @@ class Transfer(Reads):
                     {"reason": "unreadable file"},
                 ) from None
         lim.raw_size(data, "data", self._lim.import_bytes, "import_bytes")
+        with gc_paused():
+            created = await self._import(data, name, enabled, strict, source_name)
+        await self._after_write("import", [w.id for w in created])
+        return created
+
+    async def _import(
+        self, data: Any, name: str | None, enabled: bool, strict: bool, source_name: str | None
+    ) -> builtins.list[Workflow]:
+        """The body of :meth:`import_many` once ``data`` is bytes, text or JSON data."""
         definitions = parse_import(data, source_name=source_name, limits=self._lim)
         if name is not None and len(definitions) > 1:
             raise DBALError(ErrorCode.VALIDATION_ERROR, "name applies to a single workflow only")
@@ -219,9 +230,7 @@ class Transfer(Reads):
             except DBALError as exc:
                 if exc.code != ErrorCode.CONFLICT or attempt == 4:
                     raise
-        created = [_workflow(r) for rows in results for r in rows]
-        await self._after_write("import", [w.id for w in created])
-        return created
+        return [_workflow(r) for rows in results for r in rows]
 
     def _import_input(
         self, d: Definition, name: str | None, enabled: bool, source_name: str | None, index: int

@@ -207,3 +207,21 @@ async def test_import_many_strict_refusal_in_a_later_batch_stores_nothing(
     assert info.value.details["index"] == 280
     assert await count_rows(raw, TENANT_A) == before
     assert len(await acme.workflows.import_many(data)) == 281
+
+
+async def test_the_collector_runs_again_after_bulk_transfers(acme: Tenant) -> None:
+    import gc
+
+    assert gc.isenabled()
+    await acme.workflows.create_many([valid_definition(f"gc {i}") for i in range(3)])
+    assert gc.isenabled()
+    made = await acme.workflows.import_many(
+        orjson.dumps([build_bundle(valid_definition("gc import"), None, FIXED)])
+    )
+    assert gc.isenabled()
+    await acme.workflows.export_json([made[0].id])
+    await acme.workflows.export_many([made[0].id])
+    assert gc.isenabled()
+    with raises_code(ErrorCode.INVALID_EXPORT_FORMAT):
+        await acme.workflows.import_many(b"not json")
+    assert gc.isenabled()

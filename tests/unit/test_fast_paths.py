@@ -202,3 +202,37 @@ def test_reference_check_equals_the_walk(nodes: list[Any]) -> None:
     variables = {"known": {"type": "string"}}
     nodes = json.loads(json.dumps(nodes))
     assert validate_definition(nodes, {}, variables, None) == _walked(nodes, {}, variables, None)
+
+
+# --- the collector paused during bulk transfers ----------------------------------------------
+
+
+def test_gc_paused_nests_and_restores() -> None:
+    import gc
+
+    from pydbal.workflows import _base
+
+    assert gc.isenabled()
+    with _base.gc_paused():
+        assert not gc.isenabled()
+        with _base.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer transfer still runs
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), _base.gc_paused():
+        raise RuntimeError("a failed transfer")
+    assert gc.isenabled()
+    gc.disable()  # an application that runs without the collector keeps it off
+    try:
+        with _base.gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    saved = _base.PAUSE_GC
+    _base.PAUSE_GC = False
+    try:
+        with _base.gc_paused():
+            assert gc.isenabled()
+    finally:
+        _base.PAUSE_GC = saved
