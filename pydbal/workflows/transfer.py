@@ -34,7 +34,6 @@ from pydbal.validation import VALIDATOR_VERSION, ValidationReport
 from pydbal.workflows._base import _json, _parse, _validate, _workflow, batch_sizes, gc_paused
 from pydbal.workflows.reads import Reads
 
-EXPORT_BATCH = 1000  # ids per statement of export_many (api_list's largest page)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a placeholder exportedAt, replaced by the stamp
 
 
@@ -131,7 +130,8 @@ class Transfer(Reads):
         tenant's."""
         ids = [self._id(i) for i in lim.items(workflow_ids, "workflow_ids")]
         found: dict[UUID, Workflow] = {}
-        per = max(1, min(EXPORT_BATCH, self._lim.filter_values))
+        # ids per statement: api_list's largest page (the hard page_size, as find_by_field)
+        per = max(1, min(lim.HARD.page_size, self._lim.filter_values))
         for start in range(0, len(ids), per):
             chunk = list(dict.fromkeys(ids[start : start + per]))
             flt = _json(self._filter({"ids": chunk}))
