@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import gc
 import logging
-import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
@@ -144,39 +142,6 @@ def _validate(
 
 #: Whether bulk transfers (create_many, import_many, export_many/export_json) pause Python's
 #: cyclic garbage collector while they run (see :func:`gc_paused`). Set False to keep it running.
-PAUSE_GC = True
-_gc_lock = threading.Lock()
-_gc_pauses = 0  # bulk operations running with the collector paused
-_gc_resume = False  # whether the collector was enabled when the first of them started
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused (``gc.disable()``) while a bulk transfer runs,
-    back on when the last one running ends, if it was on when the first began.
-
-    A bulk transfer holds hundreds of thousands of containers at once (the parsed input, the
-    decoded rows: no cycles among them, nothing for the collector to free), and each automatic
-    full collection walks every one of them again: on 500 imported 10 KB workflows that was
-    about 30 % of import_many (bench/results/TRANSFER.md). Paused, nothing is walked; garbage
-    with cycles made meanwhile (by any code of the process) waits until the collector is back
-    on, for the seconds a transfer lasts. :data:`PAUSE_GC` False turns this off."""
-    global _gc_pauses, _gc_resume
-    if not PAUSE_GC:
-        yield
-        return
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_resume = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_resume:
-                gc.enable()
 
 
 def batch_sizes(n: int) -> builtins.list[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from pydbal import gcpause
 from pydbal import limits as lim
 from pydbal import queries as q
 from pydbal.instrument import operations
@@ -20,7 +21,6 @@ from pydbal.workflows._base import (
     _report_status,
     _validate,
     batch_sizes,
-    gc_paused,
 )
 from pydbal.workflows.reads import Reads
 
@@ -48,7 +48,7 @@ class Bulk(Reads):
         async def run(conn: Any, args: tuple[Any, ...]) -> int:
             return int(await conn.fetchval(q.INSERT_COUNT, *args))
 
-        with gc_paused():
+        with gcpause.paused():
             counts = await self._pipelined(len(sizes), prepare, run, [])
         await self._after_write("create_many")
         return sum(counts)

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import orjson
 
+from pydbal import gcpause
 from pydbal import limits as lim
 from pydbal import queries as q
 from pydbal.errors import DBALError, ErrorCode
@@ -31,7 +32,7 @@ from pydbal.formats import (
 from pydbal.instrument import operations
 from pydbal.models import CreateWorkflowInput, ExportBundle, Workflow
 from pydbal.validation import VALIDATOR_VERSION, ValidationReport
-from pydbal.workflows._base import _json, _parse, _validate, _workflow, batch_sizes, gc_paused
+from pydbal.workflows._base import _json, _parse, _validate, _workflow, batch_sizes
 from pydbal.workflows.reads import Reads
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # a placeholder exportedAt, replaced by the stamp
@@ -105,7 +106,7 @@ class Transfer(Reads):
     async def export_many(self, workflow_ids: Iterable[Any]) -> builtins.list[ExportBundle]:
         """Bundles of many workflows, in the order given, read up to 1000 per statement. Any id
         that is missing (or another tenant's) is WORKFLOW_NOT_FOUND, listing them all."""
-        with gc_paused():
+        with gcpause.paused():
             now = datetime.now(UTC)
             return [_bundle(w, now) for w in await self._exported(workflow_ids)]
 
@@ -114,7 +115,7 @@ class Transfer(Reads):
         ``orjson.dumps([b.model_dump(mode="json", by_alias=True) for b in bundles])``, built
         from the stored rows without the models in between. What a file or a response body
         holds; :meth:`import_many` reads it back."""
-        with gc_paused():
+        with gcpause.paused():
             found = await self._exported(workflow_ids)
             stamp = _stamp(datetime.now(UTC))
             bundles = []
@@ -184,7 +185,7 @@ class Transfer(Reads):
                     {"reason": "unreadable file"},
                 ) from None
         lim.raw_size(data, "data", self._lim.import_bytes, "import_bytes")
-        with gc_paused():
+        with gcpause.paused():
             created = await self._import(data, name, enabled, strict, source_name)
         await self._after_write("import", [w.id for w in created])
         return created

@@ -210,29 +210,29 @@ def test_reference_check_equals_the_walk(nodes: list[Any]) -> None:
 def test_gc_paused_nests_and_restores() -> None:
     import gc
 
-    from pydbal.workflows import _base
+    from pydbal import gcpause
 
     assert gc.isenabled()
-    with _base.gc_paused():
+    with gcpause.paused():
         assert not gc.isenabled()
-        with _base.gc_paused():
+        with gcpause.paused():
             assert not gc.isenabled()
         assert not gc.isenabled()  # the outer transfer still runs
     assert gc.isenabled()
-    with pytest.raises(RuntimeError), _base.gc_paused():
+    with pytest.raises(RuntimeError), gcpause.paused():
         raise RuntimeError("a failed transfer")
     assert gc.isenabled()
     gc.disable()  # an application that runs without the collector keeps it off
     try:
-        with _base.gc_paused():
+        with gcpause.paused():
             pass
         assert not gc.isenabled()
     finally:
         gc.enable()
-    saved = _base.PAUSE_GC
-    _base.PAUSE_GC = False
+    saved = gcpause.PAUSE
+    gcpause.PAUSE = False
     try:
-        with _base.gc_paused():
+        with gcpause.paused():
             assert gc.isenabled()
     finally:
-        _base.PAUSE_GC = saved
+        gcpause.PAUSE = saved
